@@ -1,0 +1,3 @@
+//! rocmforge: GGUF language models on GPUs, with kernels compiled per model at run time.
+
+pub mod gguf;
