@@ -1,3 +1,4 @@
 //! rocmforge: GGUF language models on GPUs, with kernels compiled per model at run time.
 
 pub mod gguf;
+pub mod util;
