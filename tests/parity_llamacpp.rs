@@ -2,9 +2,15 @@
 //!
 //! Tolerance: llama.cpp's CPU path quantizes activations to 8 bits (Q8_0/Q8_1 blocks) before
 //! every quantized dot product, while rocmforge's reference keeps them in f32. That rounding
-//! (about 0.4% of each block's max) moves logits by a few hundredths to tenths after dozens
-//! of layers; it does not move clear winners. So we require the same top-1 at >= 98% of
-//! positions and bound the mean |difference| over the stored logits, printing max and mean.
+//! (up to 0.4% of each block's max) moves logits by a few hundredths (random 4-layer models) to
+//! tenths (SmolLM2: 30 layers, activations with outliers); `f32_weights_match_llamacpp_tightly`
+//! shows the gap vanishes when llama.cpp has no quantized dot products to make.
+//!
+//! Top-1: random-weight models have flat distributions where the two best logits often lie
+//! closer than that rounding. A position whose llama.cpp top-2 gap is below `tie` is a near-tie:
+//! either answer is right within the oracle's own precision. We require the same top-1 at
+//! >= 98% of all positions where the model is trained (SmolLM2) and at >= 98% of the positions
+//! that are not near-ties on random models, and print both rates and the near-tie count.
 
 mod common;
 
@@ -52,6 +58,14 @@ fn model_path(name: &str, smol: &Path) -> PathBuf {
         return smol.to_path_buf();
     }
     let out = common::scratch("parity").join(format!("{name}.gguf"));
+    if let Some(ty) = how.strip_prefix("requant ") {
+        let status = std::process::Command::new(env!("CARGO_BIN_EXE_gguf-edit"))
+            .args(["requant", ty, smol.to_str().unwrap(), out.to_str().unwrap()])
+            .status()
+            .unwrap();
+        assert!(status.success(), "gguf-edit requant failed");
+        return out;
+    }
     let mut args: Vec<&str> = vec!["synth"];
     args.extend(how.split_whitespace());
     let (smol_s, out_s) = (smol.to_str().unwrap(), out.to_str().unwrap());
@@ -60,7 +74,7 @@ fn model_path(name: &str, smol: &Path) -> PathBuf {
     out
 }
 
-fn check(name: &str, max_mean_diff: f32) {
+fn check(name: &str, max_mean_diff: f32, tie: f32) {
     let Some(smol) = common::smollm2() else {
         return;
     };
@@ -74,6 +88,7 @@ fn check(name: &str, max_mean_diff: f32) {
     let model = Arc::new(bind(&plan, file).unwrap());
     assert_eq!(model.hparams.n_vocab, golden.n_vocab);
     let (mut same, mut total, mut max_diff, mut sum_diff, mut n_diff) = (0, 0, 0f32, 0f64, 0usize);
+    let (mut ties, mut same_clear) = (0, 0);
     for p in &golden.prompts {
         assert!(p.tokens.len() >= 32, "prompts must have at least 32 tokens");
         let mut cpu = CpuBackend::new(model.clone(), 512);
@@ -81,8 +96,12 @@ fn check(name: &str, max_mean_diff: f32) {
         for (pos, g) in p.positions.iter().enumerate() {
             let row = &logits[pos * golden.n_vocab..][..golden.n_vocab];
             total += 1;
-            if rocmforge::backend::cpu::ops::argmax(row) == g.top[0].0 {
-                same += 1;
+            let equal = rocmforge::backend::cpu::ops::argmax(row) == g.top[0].0;
+            same += equal as usize;
+            if g.top[0].1 - g.top[1].1 < tie {
+                ties += 1;
+            } else {
+                same_clear += equal as usize;
             }
             let pairs = g.top.iter().map(|&(id, v)| (id, v)).chain(
                 g.sample
@@ -100,8 +119,18 @@ fn check(name: &str, max_mean_diff: f32) {
     }
     let mean = (sum_diff / n_diff as f64) as f32;
     let rate = same as f32 / total as f32;
-    println!("{name}: top-1 equal at {same}/{total} positions ({:.1}%), |logit diff| max {max_diff:.4} mean {mean:.4}", rate * 100.0);
-    assert!(rate >= 0.98, "{name}: top-1 agreement {rate} < 0.98");
+    let clear_rate = same_clear as f32 / (total - ties) as f32;
+    println!(
+        "{name}: top-1 equal at {same}/{total} positions ({:.1}%); {ties} near-ties (top-2 gap < {tie}); \
+         {same_clear}/{} of the rest ({:.1}%); |logit diff| max {max_diff:.4} mean {mean:.4}",
+        rate * 100.0,
+        total - ties,
+        clear_rate * 100.0
+    );
+    assert!(
+        clear_rate >= 0.98,
+        "{name}: top-1 agreement off near-ties {clear_rate} < 0.98"
+    );
     assert!(
         mean <= max_mean_diff,
         "{name}: mean |diff| {mean} > {max_mean_diff}"
@@ -110,17 +139,24 @@ fn check(name: &str, max_mean_diff: f32) {
 
 #[test]
 fn smollm2_q4_1_matches_llamacpp() {
-    check("smollm2-q4_1", 0.15);
+    check("smollm2-q4_1", 0.25, 0.0);
+}
+
+/// With F32 weights llama.cpp makes plain f32 dot products: the two engines then agree to
+/// float rounding, which shows the gaps above are llama.cpp's activation quantization.
+#[test]
+fn f32_weights_match_llamacpp_tightly() {
+    check("smollm2-f32", 0.002, 0.0);
 }
 
 #[test]
 fn qwen2_q8_0_matches_llamacpp() {
-    check("qwen2-q8_0", 0.15);
+    check("qwen2-q8_0", 0.02, 0.05);
 }
 
 #[test]
 fn qwen2_q4_k_matches_llamacpp() {
-    check("qwen2-q4_k", 0.15);
+    check("qwen2-q4_k", 0.02, 0.05);
 }
 
 /// A copy of SmolLM2 with one attn_qkv tensor per layer must compute the same logits as the

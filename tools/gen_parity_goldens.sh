@@ -14,8 +14,10 @@ g++ -O2 -std=c++17 tools/llama_logits.cpp -I"$llama/include" -I"$llama/ggml/incl
 cargo build --release --quiet
 grep -v '^#' "$out/models.txt" | while IFS='|' read -r name how; do
     name=$(echo "$name" | xargs); how=$(echo "$how" | xargs)
-    if [ "$how" = real ]; then model=$smol; else
-        model=$work/$name.gguf
+    model=$work/$name.gguf
+    if [ "$how" = real ]; then model=$smol
+    elif [ "${how%% *}" = requant ]; then target/release/gguf-edit requant "${how#requant }" "$smol" "$model"
+    else
         # shellcheck disable=SC2086
         target/release/rocmforge synth $how --tokenizer-from "$smol" --out "$model"
     fi

@@ -3,10 +3,12 @@
 
 mod fuse;
 mod presets;
+mod requant;
 mod tokenizer;
 
 pub use fuse::fuse_qkv;
 pub use presets::{names as preset_names, preset, Shape};
+pub use requant::requantize;
 
 use crate::gguf::quantize::random_blocks;
 use crate::gguf::writer::GgufWriter;
@@ -55,7 +57,7 @@ impl WeightMix {
 
 /// K-quants need rows of whole 256-blocks; like llama-quantize, rows that are not fall back to
 /// the nearest 32-block format.
-fn fit_type(ty: GgmlType, row_len: u64) -> GgmlType {
+pub(crate) fn fit_type(ty: GgmlType, row_len: u64) -> GgmlType {
     if row_len % ty.block_size() == 0 {
         return ty;
     }
