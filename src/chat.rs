@@ -8,7 +8,8 @@ mod pycompat;
 
 use std::path::PathBuf;
 
-use minijinja::{context, Environment, Error, ErrorKind};
+use minijinja::value::{Value, ValueKind};
+use minijinja::{context, escape_formatter, Environment, Error, ErrorKind, Output, State};
 use serde::Serialize;
 
 use crate::gguf::GgufFile;
@@ -100,6 +101,7 @@ impl ChatTemplate {
         env.set_trim_blocks(true);
         env.set_lstrip_blocks(true);
         env.set_unknown_method_callback(pycompat::call_method);
+        env.set_formatter(python_formatter);
         env.add_filter("tojson", json::tojson);
         env.add_function("raise_exception", raise_exception);
         env.add_function("strftime_now", strftime_now);
@@ -147,6 +149,16 @@ fn describe(e: &Error) -> String {
         s.push_str(&format!(" (template line {line})"));
     }
     s
+}
+
+/// Prints values as Python does: `True`, `False`, `None`.
+fn python_formatter(out: &mut Output, state: &State, value: &Value) -> Result<(), Error> {
+    match value.kind() {
+        ValueKind::Bool => write!(out, "{}", if value.is_true() { "True" } else { "False" })
+            .map_err(Error::from),
+        ValueKind::None => write!(out, "None").map_err(Error::from),
+        _ => escape_formatter(out, state, value),
+    }
 }
 
 fn raise_exception(message: String) -> Result<String, Error> {
