@@ -11,7 +11,7 @@ use compiler_support::{load_or_skip, saxpy};
 use rocmforge::codegen::cache::{compile_all, KernelCache};
 use rocmforge::codegen::compiler::hiprtc::HiprtcCompiler;
 use rocmforge::codegen::compiler::{
-    CompileError, CompiledKernel, Compiler, KernelSource, Platform, Target,
+    CompileError, CompileFailure, CompiledKernel, Compiler, KernelSource, Platform, Target,
 };
 
 /// A compiler whose "binary" is the source and target it was given, counting its calls.
@@ -48,14 +48,14 @@ impl Compiler for FakeCompiler {
     fn compile(&self, src: &KernelSource, target: &Target) -> Result<CompiledKernel, CompileError> {
         self.calls.fetch_add(1, Ordering::SeqCst);
         if src.source.contains("syntax error") {
-            return Err(CompileError::Compile {
+            return Err(CompileError::Compile(Box::new(CompileFailure {
                 compiler: "fake".to_string(),
                 kernel: src.name.clone(),
                 target: target.full.clone(),
                 log: "error: syntax error".to_string(),
                 source_path: PathBuf::from("/dev/null"),
                 context_json: src.context_json.clone(),
-            });
+            })));
         }
         Ok(CompiledKernel {
             binary: format!("{}|{}|{:?}", target.full, src.source, src.options).into_bytes(),
@@ -218,7 +218,7 @@ fn writes_leave_no_temporary_files_and_failures_store_nothing() {
     let bad = source("bad", "syntax error here");
     assert!(matches!(
         cache.get_or_compile(&compiler, &target, &bad),
-        Err(CompileError::Compile { .. })
+        Err(CompileError::Compile(_))
     ));
     let files = all_files(cache.dir());
     assert_eq!(files.len(), 40, "{files:?}");

@@ -50,20 +50,12 @@ fn syntax_error_reports_log_source_and_context() {
     let target = Target::parse("sm_90").unwrap();
     let source = broken();
     match nvrtc.compile(&source, &target) {
-        Err(CompileError::Compile {
-            kernel,
-            log,
-            source_path,
-            context_json,
-            ..
-        }) => {
-            assert_eq!(kernel, "broken_kernel");
-            assert!(log.contains("error"), "log: {log}");
-            assert_eq!(
-                std::fs::read_to_string(&source_path).unwrap(),
-                source.source
-            );
-            assert!(context_json.contains("ctx-7f3a"));
+        Err(CompileError::Compile(failure)) => {
+            assert_eq!(failure.kernel, "broken_kernel");
+            assert!(failure.log.contains("error"), "log: {}", failure.log);
+            let saved = std::fs::read_to_string(&failure.source_path).unwrap();
+            assert_eq!(saved, source.source);
+            assert!(failure.context_json.contains("ctx-7f3a"));
         }
         other => panic!("expected a compile error, got {other:?}"),
     }

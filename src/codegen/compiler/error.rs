@@ -39,19 +39,10 @@ pub enum CompileError {
     #[error("kernel '{kernel}' source is unusable: {reason}")]
     InvalidSource { kernel: String, reason: String },
 
-    #[error(
-        "{compiler} failed to compile kernel '{kernel}' for {target}\n  source: {}\n  template context: {context_json}\n--- compiler log ---\n{log}",
-        source_path.display()
-    )]
-    Compile {
-        compiler: String,
-        kernel: String,
-        target: String,
-        log: String,
-        /// Where the rendered source was written so that it can be read and recompiled by hand.
-        source_path: PathBuf,
-        context_json: String,
-    },
+    /// Boxed: the failure carries the whole log and context, and every Result of this layer
+    /// would otherwise be as large as it.
+    #[error("{0}")]
+    Compile(Box<CompileFailure>),
 
     #[error(
         "{compiler} call {call} failed with status {status} ({message}) for kernel '{kernel}'"
@@ -73,4 +64,20 @@ pub enum CompileError {
 
     #[error("kernel cache has no location: set ROCMFORGE_CACHE_DIR (the platform has no cache directory)")]
     NoCacheDir,
+}
+
+/// A kernel the compiler rejected, with everything needed to reproduce and read the failure.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "{compiler} failed to compile kernel '{kernel}' for {target}\n  source: {}\n  template context: {context_json}\n--- compiler log ---\n{log}",
+    source_path.display()
+)]
+pub struct CompileFailure {
+    pub compiler: String,
+    pub kernel: String,
+    pub target: String,
+    pub log: String,
+    /// Where the rendered source was written so that it can be read and recompiled by hand.
+    pub source_path: PathBuf,
+    pub context_json: String,
 }

@@ -11,7 +11,8 @@ use libloading::Library;
 
 use super::{
     amdgpu_metadata, c_buffer_to_string, check_target, dylib, options_cstrings, save_failed_source,
-    source_cstring, CompileError, CompiledKernel, Compiler, KernelSource, Platform, Target,
+    source_cstring, CompileError, CompileFailure, CompiledKernel, Compiler, KernelSource, Platform,
+    Target,
 };
 
 /// Env var naming the library file to load instead of searching the candidates.
@@ -331,14 +332,14 @@ impl Compiler for HiprtcCompiler {
 
 fn compile_failure(src: &KernelSource, target: &Target, log: String) -> CompileError {
     let source_path: PathBuf = save_failed_source(src, "hip");
-    CompileError::Compile {
+    CompileError::Compile(Box::new(CompileFailure {
         compiler: "hiprtc".to_string(),
         kernel: src.name.clone(),
         target: target.full.clone(),
         log,
         source_path,
         context_json: src.context_json.clone(),
-    }
+    }))
 }
 
 /// The ROCm release (major, minor) of the loaded library. hipRuntimeGetVersion packs it as
@@ -367,6 +368,6 @@ fn rocm_release(
     from_file.or_else(|| {
         let (major, minor) = rtc?;
         let plausible = (5..9).contains(&major);
-        plausible.then(|| (major as u32, minor as u32))
+        plausible.then_some((major as u32, minor as u32))
     })
 }

@@ -14,7 +14,7 @@ use std::path::PathBuf;
 
 use sha2::{Digest, Sha256};
 
-pub use error::CompileError;
+pub use error::{CompileError, CompileFailure};
 pub use target::{Platform, Target};
 
 /// A rendered kernel ready to compile.

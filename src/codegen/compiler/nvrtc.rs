@@ -9,7 +9,7 @@ use cudarc::nvrtc::sys;
 
 use super::{
     c_buffer_to_string, check_target, dylib, options_cstrings, save_failed_source, source_cstring,
-    CompileError, CompiledKernel, Compiler, KernelSource, Platform, Target,
+    CompileError, CompileFailure, CompiledKernel, Compiler, KernelSource, Platform, Target,
 };
 
 /// Env var naming the NVRTC library file (e.g. `.../nvidia/cu13/lib/libnvrtc.so.13`).
@@ -267,14 +267,14 @@ impl Compiler for NvrtcCompiler {
                      (site-packages/nvidia/cu13/include of `pip install nvidia-cuda-runtime`)"
                 ));
             }
-            return Err(CompileError::Compile {
+            return Err(CompileError::Compile(Box::new(CompileFailure {
                 compiler: "nvrtc".to_string(),
                 kernel: src.name.clone(),
                 target: target.full.clone(),
                 log,
                 source_path: save_failed_source(src, "cu"),
                 context_json: src.context_json.clone(),
-            });
+            })));
         }
         let binary = read_buffer(guard.0, sys::nvrtcGetCUBINSize, sys::nvrtcGetCUBIN)
             .map_err(|status| api_error("nvrtcGetCUBIN", status, src))?;
