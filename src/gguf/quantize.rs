@@ -14,7 +14,7 @@ use half::{bf16, f16};
 fn check_args(ty: GgmlType, n_elements: usize) {
     assert!(ty.is_supported(), "{ty} is not a supported weight format");
     assert!(
-        n_elements % ty.block_size() as usize == 0,
+        n_elements.is_multiple_of(ty.block_size() as usize),
         "{n_elements} elements are not a whole number of {ty} blocks"
     );
 }
@@ -459,8 +459,8 @@ mod tests {
         }
         let s16: [u8; 16] = std::array::from_fn(|j| (j as u8 * 11 + 3) & 63);
         let p = pack_q3k_scales(&s16);
-        for j in 0..16 {
-            assert_eq!(q3k_scale(&p, j), s16[j]);
+        for (j, &s) in s16.iter().enumerate() {
+            assert_eq!(q3k_scale(&p, j), s);
         }
     }
 }
