@@ -42,7 +42,12 @@ fn random_tokens(n: usize, n_vocab: usize, seed: u64) -> Vec<u32> {
 }
 
 /// Prefill of `n` tokens from an empty cache, `repeats` times (after one warm-up).
-pub fn prompt_processing(b: &mut dyn Backend, n_vocab: usize, n: usize, repeats: usize) -> Result<Series, BackendError> {
+pub fn prompt_processing(
+    b: &mut dyn Backend,
+    n_vocab: usize,
+    n: usize,
+    repeats: usize,
+) -> Result<Series, BackendError> {
     let tokens = random_tokens(n, n_vocab, 1);
     b.forward(&tokens, 0, false)?;
     let mut samples = Vec::new();
@@ -58,7 +63,12 @@ pub fn prompt_processing(b: &mut dyn Backend, n_vocab: usize, n: usize, repeats:
 }
 
 /// Greedy generation of `n` tokens from an empty cache, one at a time, `repeats` times.
-pub fn token_generation(b: &mut dyn Backend, n_vocab: usize, n: usize, repeats: usize) -> Result<Series, BackendError> {
+pub fn token_generation(
+    b: &mut dyn Backend,
+    n_vocab: usize,
+    n: usize,
+    repeats: usize,
+) -> Result<Series, BackendError> {
     let first = random_tokens(1, n_vocab, 2)[0];
     let run = |b: &mut dyn Backend| -> Result<f64, BackendError> {
         let mut tok = first;
@@ -80,7 +90,9 @@ pub fn token_generation(b: &mut dyn Backend, n_vocab: usize, n: usize, repeats: 
 /// tied embedding counts once, as the output projection), plus one embedding row.
 pub fn decode_bytes(model: &Model) -> u64 {
     let embd = model.weight(None, "token_embd");
-    let row = embd.map_or(0, |t| t.n_bytes / t.dims.get(1).copied().unwrap_or(1).max(1));
+    let row = embd.map_or(0, |t| {
+        t.n_bytes / t.dims.get(1).copied().unwrap_or(1).max(1)
+    });
     let tied_embd_is_output = model
         .weight(None, "output")
         .zip(embd)

@@ -41,10 +41,16 @@ pub struct Generator<'a> {
 }
 
 impl<'a> Generator<'a> {
-    pub fn new(backend: &'a mut dyn Backend, tokenizer: &'a Tokenizer, sampling: SamplerConfig) -> Self {
+    pub fn new(
+        backend: &'a mut dyn Backend,
+        tokenizer: &'a Tokenizer,
+        sampling: SamplerConfig,
+    ) -> Self {
         // Plain greedy needs no logits on the host: the backend takes the argmax itself.
         let no_penalties = sampling.repeat_last_n == 0
-            || (sampling.repeat_penalty == 1.0 && sampling.presence_penalty == 0.0 && sampling.frequency_penalty == 0.0);
+            || (sampling.repeat_penalty == 1.0
+                && sampling.presence_penalty == 0.0
+                && sampling.frequency_penalty == 0.0);
         let greedy = sampling.temperature <= 0.0 && no_penalties;
         Generator {
             backend,
@@ -63,7 +69,12 @@ impl<'a> Generator<'a> {
         opts: &GenOptions,
         on_text: &mut dyn FnMut(&str),
     ) -> Result<(Vec<u32>, GenStats), BackendError> {
-        let mut common = self.cached.iter().zip(prompt).take_while(|(a, b)| a == b).count();
+        let mut common = self
+            .cached
+            .iter()
+            .zip(prompt)
+            .take_while(|(a, b)| a == b)
+            .count();
         // At least one token must run to produce the next logits.
         common = common.min(prompt.len().saturating_sub(1));
         self.cached.truncate(common);
@@ -139,7 +150,12 @@ impl<'s> StopMatcher<'s> {
     /// Emits what is final; true when a stop string has been reached.
     fn feed(&mut self, piece: &str, emit: &mut dyn FnMut(&str)) -> bool {
         self.pending.push_str(piece);
-        if let Some(at) = self.stops.iter().filter_map(|s| self.pending.find(s.as_str())).min() {
+        if let Some(at) = self
+            .stops
+            .iter()
+            .filter_map(|s| self.pending.find(s.as_str()))
+            .min()
+        {
             emit(&self.pending[..at]);
             self.pending.clear();
             return true;
@@ -150,7 +166,10 @@ impl<'s> StopMatcher<'s> {
             .map(|s| {
                 (1..s.len().min(self.pending.len()) + 1)
                     .rev()
-                    .find(|&k| self.pending.is_char_boundary(self.pending.len() - k) && s.starts_with(&self.pending[self.pending.len() - k..]))
+                    .find(|&k| {
+                        self.pending.is_char_boundary(self.pending.len() - k)
+                            && s.starts_with(&self.pending[self.pending.len() - k..])
+                    })
                     .unwrap_or(0)
             })
             .max()
@@ -194,8 +213,14 @@ mod tests {
 
     #[test]
     fn stop_strings_are_never_printed_even_across_pieces() {
-        assert_eq!(run(&["\nUser:"], &["Hello", " there\nUs", "er: hi"]), ("Hello there".into(), true));
-        assert_eq!(run(&["END"], &["no ", "stop", " here E"]), ("no stop here E".into(), false));
+        assert_eq!(
+            run(&["\nUser:"], &["Hello", " there\nUs", "er: hi"]),
+            ("Hello there".into(), true)
+        );
+        assert_eq!(
+            run(&["END"], &["no ", "stop", " here E"]),
+            ("no stop here E".into(), false)
+        );
         assert_eq!(run(&[], &["plain ", "text"]), ("plain text".into(), false));
         assert_eq!(run(&["é!"], &["caf", "é", "!"]), ("caf".into(), true));
     }

@@ -41,7 +41,11 @@ pub fn run(a: &BenchArgs) -> Result<(), Box<dyn std::error::Error>> {
     let bytes = decode_bytes(&model);
     let bw = b.bandwidth();
 
-    let name = model.file.get_str("general.name").unwrap_or("model").to_string();
+    let name = model
+        .file
+        .get_str("general.name")
+        .unwrap_or("model")
+        .to_string();
     let size_mib = model.file.file_len() as f64 / (1 << 20) as f64;
     println!("| model | size | backend | test | t/s |");
     println!("| --- | ---: | --- | ---: | ---: |");

@@ -98,7 +98,12 @@ pub fn load(a: &ModelArgs) -> Result<Loaded, Box<dyn std::error::Error>> {
         return Err("--ctx-size must be at least 1".into());
     }
     let backend = open_backend(&a.device, model.clone(), n_ctx)?;
-    eprintln!("rocmforge: {} on {}, plan {}, context {n_ctx}", a.gguf.display(), backend.name(), plan.name);
+    eprintln!(
+        "rocmforge: {} on {}, plan {}, context {n_ctx}",
+        a.gguf.display(),
+        backend.name(),
+        plan.name
+    );
     Ok(Loaded {
         model,
         tokenizer,
@@ -125,11 +130,18 @@ pub fn run(a: &RunArgs) -> Result<(), Box<dyn std::error::Error>> {
     };
     let prompt = match (&a.prompt, &a.prompt_file) {
         (Some(p), _) => Some(p.clone()),
-        (None, Some(f)) => Some(std::fs::read_to_string(f).map_err(|e| format!("--prompt-file {}: {e}", f.display()))?),
+        (None, Some(f)) => Some(
+            std::fs::read_to_string(f)
+                .map_err(|e| format!("--prompt-file {}: {e}", f.display()))?,
+        ),
         (None, None) => None,
     };
     let mut loaded = load(&a.model)?;
-    let template = if a.raw { None } else { ChatTemplate::from_gguf(&loaded.model.file)? };
+    let template = if a.raw {
+        None
+    } else {
+        ChatTemplate::from_gguf(&loaded.model.file)?
+    };
     if template.is_none() && !a.raw {
         eprintln!("rocmforge: the model has no chat template; prompts are used as plain text");
     }

@@ -28,6 +28,9 @@ pub struct VerifyArgs {
     pub seed: u64,
 }
 
+/// Generated ids and, per step, the logits they were chosen from.
+type Generated = (Vec<u32>, Vec<Vec<f32>>);
+
 pub fn run(a: &VerifyArgs) -> Result<(), Box<dyn std::error::Error>> {
     let file = Arc::new(GgufFile::open(&a.model.gguf)?);
     let plan = match &a.model.arch {
@@ -40,7 +43,9 @@ pub fn run(a: &VerifyArgs) -> Result<(), Box<dyn std::error::Error>> {
     let mut cpu = open_backend("cpu", model.clone(), n_ctx)?;
     let n_vocab = model.hparams.n_vocab;
     let mut rng = Rng::new(a.seed);
-    let prompt: Vec<u32> = (0..a.prompt_tokens).map(|_| rng.below(n_vocab as u64) as u32).collect();
+    let prompt: Vec<u32> = (0..a.prompt_tokens)
+        .map(|_| rng.below(n_vocab as u64) as u32)
+        .collect();
 
     let lg = gpu.forward(&prompt, 0, true)?;
     let lc = cpu.forward(&prompt, 0, true)?;
@@ -72,7 +77,7 @@ pub fn run(a: &VerifyArgs) -> Result<(), Box<dyn std::error::Error>> {
 
     // Greedy generation from the same prompt on both; report the first divergence and whether
     // the CPU saw a near-tie there.
-    let gen = |b: &mut dyn Backend| -> Result<(Vec<u32>, Vec<Vec<f32>>), Box<dyn std::error::Error>> {
+    let gen = |b: &mut dyn Backend| -> Result<Generated, Box<dyn std::error::Error>> {
         let mut out = Vec::new();
         let mut logits = Vec::new();
         let mut l = b.forward(&prompt, 0, false)?;
@@ -101,9 +106,18 @@ pub fn run(a: &VerifyArgs) -> Result<(), Box<dyn std::error::Error>> {
             );
         }
     }
-    let diverged_badly = tg.iter().zip(&tc).zip(&lcs).find(|((x, y), _)| x != y).is_some_and(|((x, y), l)| (l[*y as usize] - l[*x as usize]).abs() >= 0.05);
+    let diverged_badly = tg
+        .iter()
+        .zip(&tc)
+        .zip(&lcs)
+        .find(|((x, y), _)| x != y)
+        .is_some_and(|((x, y), l)| (l[*y as usize] - l[*x as usize]).abs() >= 0.05);
     if rate < a.min_top1 || diverged_badly || !max_diff.is_finite() {
-        return Err(format!("verify failed: top-1 {:.3} (need {}), generation identical: {identical}", rate, a.min_top1).into());
+        return Err(format!(
+            "verify failed: top-1 {:.3} (need {}), generation identical: {identical}",
+            rate, a.min_top1
+        )
+        .into());
     }
     println!("verify: ok");
     Ok(())

@@ -27,7 +27,11 @@ impl ByteMap {
             };
             to_char[b as usize] = char::from_u32(c).expect("all values are below U+0200");
         }
-        let to_byte = to_char.iter().enumerate().map(|(b, &c)| (c, b as u8)).collect();
+        let to_byte = to_char
+            .iter()
+            .enumerate()
+            .map(|(b, &c)| (c, b as u8))
+            .collect();
         ByteMap { to_char, to_byte }
     }
 
@@ -111,7 +115,11 @@ impl BpeMerges {
         let mut syms: Vec<Sym> = Vec::with_capacity(word.len());
         for (i, c) in word.char_indices() {
             let end = i + c.len_utf8();
-            let id = self.symbols.get(&word[i..end]).copied().unwrap_or(NO_SYMBOL);
+            let id = self
+                .symbols
+                .get(&word[i..end])
+                .copied()
+                .unwrap_or(NO_SYMBOL);
             syms.push(Sym { start: i, end, id });
         }
         let n = syms.len();

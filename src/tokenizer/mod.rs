@@ -23,12 +23,14 @@ use vocab::Vocab;
 const KEY_MERGES: &str = "tokenizer.ggml.merges";
 
 enum Engine {
-    BytePairs {
-        merges: BpeMerges,
-        pre: PreTokenizer,
-        bytes: ByteMap,
-    },
+    BytePairs(Box<BytePairs>),
     SentencePiece,
+}
+
+struct BytePairs {
+    merges: BpeMerges,
+    pre: PreTokenizer,
+    bytes: ByteMap,
 }
 
 pub struct Tokenizer {
@@ -76,11 +78,11 @@ impl Tokenizer {
                         pre: vocab.pre.clone(),
                     }
                 })??;
-                Engine::BytePairs {
+                Engine::BytePairs(Box::new(BytePairs {
                     merges,
                     pre,
                     bytes: ByteMap::new(),
-                }
+                }))
             }
         };
         let special_order = special::matching_order(&vocab);
@@ -106,13 +108,14 @@ impl Tokenizer {
             out.extend(specials.bos);
         }
         match &self.engine {
-            Engine::BytePairs { merges, pre, bytes } => {
+            Engine::BytePairs(bp) => {
+                let BytePairs { merges, pre, bytes } = bp.as_ref();
                 for fragment in fragments {
                     match fragment {
                         Fragment::Token(id) => out.push(id),
                         Fragment::Text(t) => {
                             for (start, end) in pre.split(t) {
-                                let word = bytes.encode(t[start..end].as_bytes());
+                                let word = bytes.encode(&t.as_bytes()[start..end]);
                                 merges.encode_word(&self.vocab, &word, pre.ignore_merges, &mut out);
                             }
                         }
@@ -191,10 +194,7 @@ impl Tokenizer {
 
     /// Control and unknown tokens: markup for the model, not text for the reader.
     pub fn is_control(&self, id: u32) -> bool {
-        matches!(
-            self.kind(id),
-            Some(TokenKind::Control | TokenKind::Unknown)
-        )
+        matches!(self.kind(id), Some(TokenKind::Control | TokenKind::Unknown))
     }
 
     pub fn model(&self) -> ModelKind {
@@ -241,9 +241,11 @@ impl Tokenizer {
 fn token_piece(vocab: &Vocab, engine: &Engine, id: usize) -> Vec<u8> {
     let text = &vocab.texts[id];
     match vocab.kinds[id] {
-        TokenKind::Control | TokenKind::Unknown | TokenKind::UserDefined => text.as_bytes().to_vec(),
+        TokenKind::Control | TokenKind::Unknown | TokenKind::UserDefined => {
+            text.as_bytes().to_vec()
+        }
         TokenKind::Normal => match engine {
-            Engine::BytePairs { bytes, .. } => bytes.decode(text),
+            Engine::BytePairs(bp) => bp.bytes.decode(text),
             Engine::SentencePiece => text.replace(spm::SPACE_MARK, " ").into_bytes(),
         },
         TokenKind::Byte => match spm::parse_byte_token(text) {
