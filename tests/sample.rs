@@ -95,8 +95,14 @@ fn presence_and_frequency_penalties_subtract() {
         frequency_penalty: f,
         ..SamplerConfig::greedy()
     };
-    assert_eq!(Sampler::new(freq(0.2)).sample(&mut vec![1.0, 0.5, 0.0], &history), 0);
-    assert_eq!(Sampler::new(freq(0.3)).sample(&mut vec![1.0, 0.5, 0.0], &history), 1);
+    assert_eq!(
+        Sampler::new(freq(0.2)).sample(&mut [1.0, 0.5, 0.0], &history),
+        0
+    );
+    assert_eq!(
+        Sampler::new(freq(0.3)).sample(&mut [1.0, 0.5, 0.0], &history),
+        1
+    );
     // presence: subtracted once: 1.0 - 0.6 = 0.4 < 0.5.
     let presence = SamplerConfig {
         presence_penalty: 0.6,
@@ -163,12 +169,18 @@ fn temperature_sharpens_and_flattens() {
     assert!((cold[0] - 0.658).abs() < 0.015, "{cold:?}");
     // T = 2 takes square roots: 0.707, 0.548, 0.447 -> 0.416, 0.322, 0.263.
     let hot = frequencies(plain(2.0, 9), &logits, 40_000);
-    assert!((hot[0] - 0.416).abs() < 0.015 && (hot[2] - 0.263).abs() < 0.015, "{hot:?}");
+    assert!(
+        (hot[0] - 0.416).abs() < 0.015 && (hot[2] - 0.263).abs() < 0.015,
+        "{hot:?}"
+    );
 }
 
 #[test]
 fn top_p_keeps_the_smallest_set_reaching_p() {
-    let logits: Vec<f32> = [0.5f64, 0.3, 0.15, 0.05].iter().map(|x| x.ln() as f32).collect();
+    let logits: Vec<f32> = [0.5f64, 0.3, 0.15, 0.05]
+        .iter()
+        .map(|x| x.ln() as f32)
+        .collect();
     // 0.5 < 0.7 <= 0.5 + 0.3: tokens 0 and 1 remain, renormalized to 0.625 / 0.375.
     let freq = frequencies(
         SamplerConfig {
@@ -184,7 +196,10 @@ fn top_p_keeps_the_smallest_set_reaching_p() {
 
 #[test]
 fn min_p_drops_tokens_below_a_fraction_of_the_best() {
-    let logits: Vec<f32> = [0.5f64, 0.3, 0.15, 0.05].iter().map(|x| x.ln() as f32).collect();
+    let logits: Vec<f32> = [0.5f64, 0.3, 0.15, 0.05]
+        .iter()
+        .map(|x| x.ln() as f32)
+        .collect();
     // min_p 0.35: keep p >= 0.175, so tokens 0 and 1.
     let freq = frequencies(
         SamplerConfig {
@@ -200,7 +215,10 @@ fn min_p_drops_tokens_below_a_fraction_of_the_best() {
 
 #[test]
 fn top_k_keeps_the_k_most_likely() {
-    let logits: Vec<f32> = [0.1f64, 0.4, 0.2, 0.3].iter().map(|x| x.ln() as f32).collect();
+    let logits: Vec<f32> = [0.1f64, 0.4, 0.2, 0.3]
+        .iter()
+        .map(|x| x.ln() as f32)
+        .collect();
     let freq = frequencies(
         SamplerConfig {
             top_k: 2,
@@ -221,5 +239,5 @@ fn nan_and_infinite_logits_are_harmless() {
         assert_eq!(s.sample(&mut logits, &[]), 2);
     }
     let mut greedy = Sampler::new(SamplerConfig::greedy());
-    assert_eq!(greedy.sample(&mut vec![f32::NAN, 1.0], &[]), 1);
+    assert_eq!(greedy.sample(&mut [f32::NAN, 1.0], &[]), 1);
 }

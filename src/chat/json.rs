@@ -11,13 +11,7 @@ pub fn tojson(value: &Value, kwargs: Kwargs) -> Result<Value, Error> {
     let _: Option<bool> = kwargs.get("ensure_ascii")?;
     kwargs.assert_all_used()?;
     let mut out = String::new();
-    write_value(
-        &mut out,
-        value,
-        indent,
-        sort_keys.unwrap_or(false),
-        0,
-    )?;
+    write_value(&mut out, value, indent, sort_keys.unwrap_or(false), 0)?;
     Ok(Value::from_safe_string(out))
 }
 

@@ -45,9 +45,7 @@ fn string_method(s: &str, method: &str, args: &[Value]) -> Result<Value, Error> 
             // Python accepts one string or a tuple of them.
             match affix.as_str() {
                 Some(a) => test(a),
-                None => affix
-                    .try_iter()?
-                    .any(|a| a.as_str().is_some_and(test)),
+                None => affix.try_iter()?.any(|a| a.as_str().is_some_and(test)),
             }
             .into()
         }
@@ -62,7 +60,9 @@ fn string_method(s: &str, method: &str, args: &[Value]) -> Result<Value, Error> 
         "capitalize" => {
             let mut chars = s.chars();
             match chars.next() {
-                Some(first) => first.to_uppercase().chain(chars.flat_map(char::to_lowercase)),
+                Some(first) => first
+                    .to_uppercase()
+                    .chain(chars.flat_map(char::to_lowercase)),
                 None => return Ok("".into()),
             }
             .collect::<String>()
@@ -100,8 +100,12 @@ fn string_method(s: &str, method: &str, args: &[Value]) -> Result<Value, Error> 
         "isdigit" => (!s.is_empty() && s.chars().all(|c| c.is_ascii_digit())).into(),
         "isalpha" => (!s.is_empty() && s.chars().all(char::is_alphabetic)).into(),
         "isalnum" => (!s.is_empty() && s.chars().all(char::is_alphanumeric)).into(),
-        "islower" => (s.chars().any(char::is_lowercase) && !s.chars().any(char::is_uppercase)).into(),
-        "isupper" => (s.chars().any(char::is_uppercase) && !s.chars().any(char::is_lowercase)).into(),
+        "islower" => {
+            (s.chars().any(char::is_lowercase) && !s.chars().any(char::is_uppercase)).into()
+        }
+        "isupper" => {
+            (s.chars().any(char::is_uppercase) && !s.chars().any(char::is_lowercase)).into()
+        }
         _ => return Err(Error::from(ErrorKind::UnknownMethod)),
     };
     Ok(out)

@@ -9,13 +9,13 @@ use super::vocab::Vocab;
 /// GPT-2's reversible map from bytes to characters: printable Latin-1 bytes stand for
 /// themselves, the others are moved to U+0100 and up so that no token text holds a control byte.
 pub struct ByteMap {
-    to_char: [char; 256],
+    to_char: Box<[char; 256]>,
     to_byte: HashMap<char, u8>,
 }
 
 impl ByteMap {
     pub fn new() -> ByteMap {
-        let mut to_char = ['\0'; 256];
+        let mut to_char = Box::new(['\0'; 256]);
         let mut next = 256u32;
         for b in 0..=255u8 {
             let printable = matches!(b, 0x21..=0x7E | 0xA1..=0xAC | 0xAE..=0xFF);
@@ -27,7 +27,11 @@ impl ByteMap {
             };
             to_char[b as usize] = char::from_u32(c).expect("all values are below U+0200");
         }
-        let to_byte = to_char.iter().enumerate().map(|(b, &c)| (c, b as u8)).collect();
+        let to_byte = to_char
+            .iter()
+            .enumerate()
+            .map(|(b, &c)| (c, b as u8))
+            .collect();
         ByteMap { to_char, to_byte }
     }
 
@@ -111,7 +115,11 @@ impl BpeMerges {
         let mut syms: Vec<Sym> = Vec::with_capacity(word.len());
         for (i, c) in word.char_indices() {
             let end = i + c.len_utf8();
-            let id = self.symbols.get(&word[i..end]).copied().unwrap_or(NO_SYMBOL);
+            let id = self
+                .symbols
+                .get(&word[i..end])
+                .copied()
+                .unwrap_or(NO_SYMBOL);
             syms.push(Sym { start: i, end, id });
         }
         let n = syms.len();

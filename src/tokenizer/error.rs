@@ -25,7 +25,9 @@ pub enum TokenizerError {
     UnsupportedModel { path: PathBuf, model: String },
     #[error("{path}: pre-tokenizer '{pre}' (tokenizer.ggml.pre) is not supported")]
     UnsupportedPre { path: PathBuf, pre: String },
-    #[error("{path}: metadata key '{key}' names token id {id}, outside the vocabulary of {n_vocab}")]
+    #[error(
+        "{path}: metadata key '{key}' names token id {id}, outside the vocabulary of {n_vocab}"
+    )]
     TokenOutOfRange {
         path: PathBuf,
         key: String,

@@ -112,7 +112,7 @@ impl Tokenizer {
                         Fragment::Token(id) => out.push(id),
                         Fragment::Text(t) => {
                             for (start, end) in pre.split(t) {
-                                let word = bytes.encode(t[start..end].as_bytes());
+                                let word = bytes.encode(&t.as_bytes()[start..end]);
                                 merges.encode_word(&self.vocab, &word, pre.ignore_merges, &mut out);
                             }
                         }
@@ -191,10 +191,7 @@ impl Tokenizer {
 
     /// Control and unknown tokens: markup for the model, not text for the reader.
     pub fn is_control(&self, id: u32) -> bool {
-        matches!(
-            self.kind(id),
-            Some(TokenKind::Control | TokenKind::Unknown)
-        )
+        matches!(self.kind(id), Some(TokenKind::Control | TokenKind::Unknown))
     }
 
     pub fn model(&self) -> ModelKind {
@@ -241,7 +238,9 @@ impl Tokenizer {
 fn token_piece(vocab: &Vocab, engine: &Engine, id: usize) -> Vec<u8> {
     let text = &vocab.texts[id];
     match vocab.kinds[id] {
-        TokenKind::Control | TokenKind::Unknown | TokenKind::UserDefined => text.as_bytes().to_vec(),
+        TokenKind::Control | TokenKind::Unknown | TokenKind::UserDefined => {
+            text.as_bytes().to_vec()
+        }
         TokenKind::Normal => match engine {
             Engine::BytePairs { bytes, .. } => bytes.decode(text),
             Engine::SentencePiece => text.replace(spm::SPACE_MARK, " ").into_bytes(),

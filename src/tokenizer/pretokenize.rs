@@ -28,12 +28,7 @@ const BLOOM: &str = r" ?[^(\s|.,!?…。，、।۔،)]+";
 const SPECS: &[PreSpec] = &[
     PreSpec {
         names: &["default"],
-        regexes: &[
-            r"[\p{P}\$\+<=>\^~\|]+",
-            GPT2,
-            r"\p{N}+",
-            r"[0-9][0-9][0-9]",
-        ],
+        regexes: &[r"[\p{P}\$\+<=>\^~\|]+", GPT2, r"\p{N}+", r"[0-9][0-9][0-9]"],
         ignore_merges: false,
         add_bos: false,
     },
@@ -61,11 +56,7 @@ const SPECS: &[PreSpec] = &[
     },
     PreSpec {
         names: &["falcon"],
-        regexes: &[
-            r"[\p{P}\$\+<=>\^~\|`]+",
-            GPT2,
-            r"[0-9][0-9][0-9]",
-        ],
+        regexes: &[r"[\p{P}\$\+<=>\^~\|`]+", GPT2, r"[0-9][0-9][0-9]"],
         ignore_merges: false,
         add_bos: false,
     },
@@ -248,7 +239,10 @@ mod tests {
 
     fn pieces<'a>(pre: &str, text: &'a str) -> Vec<&'a str> {
         let p = PreTokenizer::for_name(pre).unwrap().unwrap();
-        p.split(text).into_iter().map(|(s, e)| &text[s..e]).collect()
+        p.split(text)
+            .into_iter()
+            .map(|(s, e)| &text[s..e])
+            .collect()
     }
 
     #[test]

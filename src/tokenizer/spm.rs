@@ -75,7 +75,10 @@ fn byte_token(vocab: &Vocab, b: u8) -> Option<u32> {
         return Some(id);
     }
     if b.is_ascii() {
-        return vocab.ids.get((b as char).encode_utf8(&mut [0; 4]) as &str).copied();
+        return vocab
+            .ids
+            .get((b as char).encode_utf8(&mut [0; 4]) as &str)
+            .copied();
     }
     None
 }

@@ -188,7 +188,10 @@ impl<'a> Meta<'a> {
     fn bool_opt(&self, key: &str) -> Result<Option<bool>, TokenizerError> {
         match self.file.get(key) {
             None => Ok(None),
-            Some(v) => v.as_bool().map(Some).ok_or_else(|| self.wrong(key, "a bool")),
+            Some(v) => v
+                .as_bool()
+                .map(Some)
+                .ok_or_else(|| self.wrong(key, "a bool")),
         }
     }
 
@@ -252,7 +255,9 @@ impl<'a> Meta<'a> {
 impl Vocab {
     pub fn from_gguf(file: &GgufFile) -> Result<Vocab, TokenizerError> {
         let meta = Meta { file };
-        let model_name = meta.str_opt(KEY_MODEL)?.ok_or_else(|| meta.missing(KEY_MODEL))?;
+        let model_name = meta
+            .str_opt(KEY_MODEL)?
+            .ok_or_else(|| meta.missing(KEY_MODEL))?;
         let model = match model_name {
             "gpt2" => ModelKind::BytePairs,
             "llama" => ModelKind::SentencePiece,
@@ -276,7 +281,9 @@ impl Vocab {
         let n_vocab = tokens.len();
         let mut texts = Vec::with_capacity(n_vocab);
         for (i, t) in tokens.iter().enumerate() {
-            let s = t.as_str().ok_or_else(|| meta.wrong(KEY_TOKENS, "strings"))?;
+            let s = t
+                .as_str()
+                .ok_or_else(|| meta.wrong(KEY_TOKENS, "strings"))?;
             // llama.cpp renames empty tokens so that every text maps back to one id.
             texts.push(if s.is_empty() {
                 format!("[EMPTY_{i}]")
@@ -289,7 +296,9 @@ impl Vocab {
         if let Some(types) = meta.array_opt(KEY_TYPES)? {
             meta.check_len(KEY_TYPES, types.len(), n_vocab)?;
             for (k, v) in kinds.iter_mut().zip(types) {
-                let v = v.as_i64().ok_or_else(|| meta.wrong(KEY_TYPES, "integers"))?;
+                let v = v
+                    .as_i64()
+                    .ok_or_else(|| meta.wrong(KEY_TYPES, "integers"))?;
                 *k = TokenKind::from_gguf(v);
             }
         }
@@ -297,7 +306,9 @@ impl Vocab {
         if let Some(values) = meta.array_opt(KEY_SCORES)? {
             meta.check_len(KEY_SCORES, values.len(), n_vocab)?;
             for (s, v) in scores.iter_mut().zip(values) {
-                *s = v.as_f64().ok_or_else(|| meta.wrong(KEY_SCORES, "numbers"))? as f32;
+                *s = v
+                    .as_f64()
+                    .ok_or_else(|| meta.wrong(KEY_SCORES, "numbers"))? as f32;
             }
         }
 
