@@ -187,6 +187,11 @@ fn qwen2_matches_llama_cpp() {
 }
 
 #[test]
+fn qwen35_matches_llama_cpp() {
+    check_vocab("qwen35");
+}
+
+#[test]
 fn llama_bpe_matches_llama_cpp() {
     check_vocab("llama-bpe");
 }
@@ -228,6 +233,7 @@ fn deepseek_coder_matches_llama_cpp() {
 fn upstream_test_strings_match_hugging_face_ids() {
     let vocabs = [
         "qwen2",
+        "qwen35",
         "llama-bpe",
         "llama-spm",
         "gpt-2",

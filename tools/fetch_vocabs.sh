@@ -6,10 +6,11 @@
 set -euo pipefail
 
 VERSION=0.3.36
+STAMP_REV=2  # bump when VOCABS changes
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 DEST="${ROCMFORGE_VOCAB_DIR:-$ROOT/.peers/vocab}"
-VOCABS="qwen2 llama-bpe llama-spm gpt-2 gpt-neox starcoder falcon deepseek-coder"
-STAMP="$DEST/.fetched-llama-cpp-python-$VERSION"
+VOCABS="qwen2 qwen35 llama-bpe llama-spm gpt-2 gpt-neox starcoder falcon deepseek-coder"
+STAMP="$DEST/.fetched-llama-cpp-python-$VERSION-r$STAMP_REV"
 
 if [ -f "$STAMP" ]; then
     echo "vocabularies already in $DEST"

@@ -34,6 +34,7 @@ OUT_DIR = Path(__file__).resolve().parent.parent / "tests" / "data" / "tokenizer
 VOCABS = {
     "smollm2": None,
     "qwen2": "ggml-vocab-qwen2.gguf",
+    "qwen35": "ggml-vocab-qwen35.gguf",
     "llama-bpe": "ggml-vocab-llama-bpe.gguf",
     "llama-spm": "ggml-vocab-llama-spm.gguf",
     "gpt-2": "ggml-vocab-gpt-2.gguf",
