@@ -1,35 +1,32 @@
 #!/usr/bin/env bash
-# Puts llama.cpp's vocab-only GGUF files (used by tests/tokenizer.rs) into .peers/vocab/ under
-# the repository root, or into $ROCMFORGE_VOCAB_DIR when set. They come from the PyPI sdist of
-# llama-cpp-python, which vendors llama.cpp's models/ directory. Needs pip and network access.
+# Puts llama.cpp's vocab-only GGUF files, with the upstream test strings and their Hugging Face
+# token ids (*.gguf.inp / *.gguf.out) where they exist, into .peers/vocab/ under the repository
+# root, or into $ROCMFORGE_VOCAB_DIR when set. Used by tests/tokenizer.rs. They come from the PyPI
+# sdist of llama-cpp-python, which vendors llama.cpp's models/ directory. Needs pip and network.
 set -euo pipefail
 
 VERSION=0.3.36
+STAMP_REV=2  # bump when VOCABS changes
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 DEST="${ROCMFORGE_VOCAB_DIR:-$ROOT/.peers/vocab}"
-VOCABS="qwen2 llama-bpe llama-spm gpt-2 gpt-neox starcoder falcon deepseek-coder"
+VOCABS="qwen2 qwen35 llama-bpe llama-spm gpt-2 gpt-neox starcoder falcon deepseek-coder"
+STAMP="$DEST/.fetched-llama-cpp-python-$VERSION-r$STAMP_REV"
 
-mkdir -p "$DEST"
-missing=""
-for v in $VOCABS; do
-    [ -f "$DEST/ggml-vocab-$v.gguf" ] || missing="$missing $v"
-done
-if [ -z "$missing" ]; then
+if [ -f "$STAMP" ]; then
     echo "vocabularies already in $DEST"
     exit 0
 fi
-
+mkdir -p "$DEST"
 TMP="$(mktemp -d)"
 trap 'rm -rf "$TMP"' EXIT
 pip download --quiet --no-deps --no-binary=llama-cpp-python "llama-cpp-python==$VERSION" -d "$TMP"
-SDIST="$TMP/llama_cpp_python-$VERSION.tar.gz"
-members=""
-for v in $missing; do
-    members="$members llama_cpp_python-$VERSION/vendor/llama.cpp/models/ggml-vocab-$v.gguf"
+MODELS="llama_cpp_python-$VERSION/vendor/llama.cpp/models"
+patterns=""
+for v in $VOCABS; do
+    patterns="$patterns $MODELS/ggml-vocab-$v.gguf*"
 done
-# shellcheck disable=SC2086 # the member list is meant to split into words
-tar -xzf "$SDIST" -C "$TMP" $members
-for v in $missing; do
-    mv "$TMP/llama_cpp_python-$VERSION/vendor/llama.cpp/models/ggml-vocab-$v.gguf" "$DEST/"
-done
-echo "vocabularies in $DEST:$missing"
+# shellcheck disable=SC2086 # the pattern list is meant to split into words
+tar -xzf "$TMP/llama_cpp_python-$VERSION.tar.gz" -C "$TMP" --wildcards $patterns
+mv "$TMP/$MODELS"/ggml-vocab-* "$DEST/"
+touch "$STAMP"
+echo "vocabularies in $DEST: $VOCABS"

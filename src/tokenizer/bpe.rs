@@ -9,13 +9,13 @@ use super::vocab::Vocab;
 /// GPT-2's reversible map from bytes to characters: printable Latin-1 bytes stand for
 /// themselves, the others are moved to U+0100 and up so that no token text holds a control byte.
 pub struct ByteMap {
-    to_char: [char; 256],
+    to_char: Box<[char; 256]>,
     to_byte: HashMap<char, u8>,
 }
 
 impl ByteMap {
     pub fn new() -> ByteMap {
-        let mut to_char = ['\0'; 256];
+        let mut to_char = Box::new(['\0'; 256]);
         let mut next = 256u32;
         for b in 0..=255u8 {
             let printable = matches!(b, 0x21..=0x7E | 0xA1..=0xAC | 0xAE..=0xFF);
@@ -58,9 +58,9 @@ type SymbolId = u32;
 const NO_SYMBOL: SymbolId = u32::MAX;
 
 pub struct BpeMerges {
-    /// Strings to symbol ids: token texts keep their token id, merge operands and results that
-    /// are not tokens get ids from `n_vocab` up.
-    symbols: HashMap<String, SymbolId>,
+    /// Merge operands and results that are not token texts, with ids from `n_vocab` up (token
+    /// texts use their token id).
+    extra_symbols: HashMap<String, SymbolId>,
     /// (left, right) -> (rank, merged symbol).
     ranks: HashMap<(SymbolId, SymbolId), (u32, SymbolId)>,
     n_vocab: u32,
@@ -70,18 +70,21 @@ impl BpeMerges {
     /// `merges` are "left right" strings, rank = position. A line without a separating space
     /// (after its first character) is skipped; for a repeated pair the first rank wins.
     pub fn new<'a>(vocab: &Vocab, merges: impl Iterator<Item = &'a str>) -> BpeMerges {
-        let mut symbols: HashMap<String, SymbolId> = vocab.ids.clone();
         let n_vocab = vocab.n_vocab() as u32;
-        let mut next_id = n_vocab;
-        let mut intern = |s: &str, symbols: &mut HashMap<String, SymbolId>| -> SymbolId {
-            if let Some(&id) = symbols.get(s) {
+        let mut extra_symbols: HashMap<String, SymbolId> = HashMap::new();
+        let mut intern = |s: &str| -> SymbolId {
+            if let Some(&id) = vocab.ids.get(s) {
                 return id;
             }
-            symbols.insert(s.to_string(), next_id);
-            next_id += 1;
-            next_id - 1
+            if let Some(&id) = extra_symbols.get(s) {
+                return id;
+            }
+            let id = n_vocab + extra_symbols.len() as u32;
+            extra_symbols.insert(s.to_string(), id);
+            id
         };
         let mut ranks = HashMap::new();
+        let mut merged = String::new();
         for (rank, line) in merges.enumerate() {
             let Some(split) = line
                 .char_indices()
@@ -92,15 +95,24 @@ impl BpeMerges {
                 continue;
             };
             let (left, right) = (&line[..split], &line[split + 1..]);
-            let l = intern(left, &mut symbols);
-            let r = intern(right, &mut symbols);
-            let merged = intern(&format!("{left}{right}"), &mut symbols);
-            ranks.entry((l, r)).or_insert((rank as u32, merged));
+            merged.clear();
+            merged.push_str(left);
+            merged.push_str(right);
+            let key = (intern(left), intern(right));
+            let result = intern(&merged);
+            ranks.entry(key).or_insert((rank as u32, result));
         }
         BpeMerges {
-            symbols,
+            extra_symbols,
             ranks,
             n_vocab,
+        }
+    }
+
+    fn symbol(&self, vocab: &Vocab, s: &str) -> SymbolId {
+        match vocab.ids.get(s) {
+            Some(&id) => id,
+            None => self.extra_symbols.get(s).copied().unwrap_or(NO_SYMBOL),
         }
     }
 
@@ -115,11 +127,7 @@ impl BpeMerges {
         let mut syms: Vec<Sym> = Vec::with_capacity(word.len());
         for (i, c) in word.char_indices() {
             let end = i + c.len_utf8();
-            let id = self
-                .symbols
-                .get(&word[i..end])
-                .copied()
-                .unwrap_or(NO_SYMBOL);
+            let id = self.symbol(vocab, &word[i..end]);
             syms.push(Sym { start: i, end, id });
         }
         let n = syms.len();
