@@ -71,7 +71,7 @@ fn cubin_for(runtime: &dyn GpuRuntime, source: &str) -> Vec<u8> {
     }
     let mut size = 0usize;
     // SAFETY: live, compiled program; the buffer is sized from nvrtcGetCUBINSize.
-    let cubin = unsafe {
+    unsafe {
         sys::nvrtcGetCUBINSize(prog, &mut size)
             .result()
             .expect("nvrtcGetCUBINSize");
@@ -81,8 +81,7 @@ fn cubin_for(runtime: &dyn GpuRuntime, source: &str) -> Vec<u8> {
             .expect("nvrtcGetCUBIN");
         result::destroy_program(prog).expect("nvrtcDestroyProgram");
         cubin
-    };
-    cubin
+    }
 }
 
 fn arg<T>(value: &mut T) -> *mut c_void {
@@ -207,7 +206,7 @@ fn graph_replays_with_position_from_device_memory() {
         .map(|p| if p < 10 { (p + 1) as f32 } else { 0.0 })
         .collect();
     assert_eq!(got, want);
-    assert!(ms >= 0.0 && ms < 10_000.0, "elapsed {ms} ms");
+    assert!((0.0..10_000.0).contains(&ms), "elapsed {ms} ms");
     eprintln!("10 graph replays with position updates: {ms:.3} ms");
 }
 

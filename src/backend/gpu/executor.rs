@@ -196,7 +196,7 @@ impl GpuBackend {
                 spec: self.name(),
                 what: format!("value {value} is not in the program"),
             })?;
-        if floats % width != 0 || floats / width > self.arena_layout.max_tokens {
+        if !floats.is_multiple_of(width) || floats / width > self.arena_layout.max_tokens {
             return Err(GpuError::Device {
                 spec: self.name(),
                 what: format!(

@@ -310,7 +310,7 @@ impl Scheduler<'_> {
             Op::RmsNorm | Op::HeadRmsNorm => {
                 let (w, w_len) = self.required_weight(step, site.layer, 0)?;
                 let in_width = width(input_id(0)?);
-                if w_len == 0 || in_width as u64 % w_len != 0 {
+                if w_len == 0 || !(in_width as u64).is_multiple_of(w_len) {
                     return Err(Self::step_error(
                         step,
                         format!(
