@@ -51,6 +51,25 @@ pub fn memory_budget(model: &Model, config: &ExecutorConfig) -> MemoryBudget {
     }
 }
 
+/// The budget of `model` at `config`, or an error saying how much is needed and how much is free.
+pub fn check_memory(
+    runtime: &dyn GpuRuntime,
+    model: &Model,
+    config: &ExecutorConfig,
+) -> Result<MemoryBudget, GpuError> {
+    let budget = memory_budget(model, config);
+    let free = runtime.mem_info()?.free as u64;
+    if budget.total() > free {
+        return Err(GpuError::OutOfMemory {
+            device: runtime.info().to_string(),
+            needed: budget.total(),
+            free,
+            detail: budget.describe(),
+        });
+    }
+    Ok(budget)
+}
+
 pub struct GpuBackend {
     runtime: Arc<dyn GpuRuntime>,
     model: Arc<Model>,
@@ -86,16 +105,7 @@ impl GpuBackend {
                 ),
             });
         }
-        let budget = memory_budget(&model, &config);
-        let free = runtime.mem_info()?.free as u64;
-        if budget.total() > free {
-            return Err(GpuError::OutOfMemory {
-                device: runtime.info().to_string(),
-                needed: budget.total(),
-                free,
-                detail: budget.describe(),
-            });
-        }
+        let budget = check_memory(runtime.as_ref(), &model, &config)?;
         let tensors = model.bound_tensors();
         let weight_layout = WeightLayout::new(&tensors);
         let mut weights = DeviceBuffer::<u8>::alloc(&runtime, weight_layout.total)?;

@@ -12,7 +12,7 @@ pub mod schedule;
 
 pub use device::{select_device, DeviceSpec, SelectedDevice};
 pub use error::GpuError;
-pub use executor::{memory_budget, ExecutorConfig, GpuBackend};
+pub use executor::{check_memory, memory_budget, ExecutorConfig, GpuBackend};
 pub use kernels::{KernelLaunch, KernelRole, KernelTable, Section, StepSite};
 pub use loaded::{KernelBinary, KernelSelector, LoadedKernelTable};
 pub use memory::{DeviceBuffer, DeviceCopy, Event, Graph, Module};
