@@ -11,8 +11,9 @@ fi
 args=()
 for t in "${tests[@]}"; do args+=(--test "$t"); done
 mkdir -p .devbin
-# No debug info: the binaries travel to the device under a size limit.
-CARGO_PROFILE_TEST_DEBUG=false cargo test --no-run --message-format=json "${args[@]}" \
+# Debug info is stripped after the build (the binaries travel under a size limit); building
+# without it would rebuild every dependency in another profile.
+cargo test --no-run --message-format=json "${args[@]}" \
     | python3 -c '
 import json, sys, shutil, os
 for line in sys.stdin:
