@@ -71,20 +71,20 @@ pub fn check_memory(
 }
 
 pub struct GpuBackend {
-    runtime: Arc<dyn GpuRuntime>,
-    model: Arc<Model>,
-    kernels: Box<dyn KernelTable>,
-    config: ExecutorConfig,
-    weight_layout: WeightLayout,
-    arena_layout: ArenaLayout,
-    addresses: DeviceAddresses,
-    // The decode graph captures raw addresses of the buffers below: it is declared (and so
-    // dropped) before them.
+    // Fields drop in declaration order. The decode graph refers to the kernels' functions and to
+    // raw addresses of the buffers below, so it goes first, then the modules, then the memory.
     decode_graph: Option<Graph>,
+    kernels: Box<dyn KernelTable>,
     io: DeviceBuffer<i32>,
     _weights: DeviceBuffer<u8>,
     _kv_cache: DeviceBuffer<u8>,
     _arena: DeviceBuffer<u8>,
+    runtime: Arc<dyn GpuRuntime>,
+    model: Arc<Model>,
+    config: ExecutorConfig,
+    weight_layout: WeightLayout,
+    arena_layout: ArenaLayout,
+    addresses: DeviceAddresses,
 }
 
 impl GpuBackend {
