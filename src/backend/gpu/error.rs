@@ -31,6 +31,9 @@ pub enum GpuError {
         n_tokens: usize,
         what: String,
     },
+    /// Rendering or compiling the model's kernels failed (the message carries the compiler log).
+    #[error("kernels: {0}")]
+    Codegen(String),
     #[error("device '{spec}': {what}")]
     Device { spec: String, what: String },
 }
