@@ -270,3 +270,27 @@ fn cuda_without_driver_is_a_clean_error() {
     let err = CudaRuntime::new(0).err().expect("no driver, no runtime");
     assert_eq!(err.to_string(), "no NVIDIA driver (libcuda.so) found");
 }
+
+#[test]
+fn device_selection_names_what_is_missing() {
+    use rocmforge::backend::gpu::{select_device, SelectedDevice};
+    let hip = HipRuntime::new(0);
+    let cuda = CudaRuntime::new(0);
+    match (&hip, &cuda) {
+        (Err(_), Err(_)) => {
+            assert!(matches!(select_device("auto"), Ok(SelectedDevice::Cpu)));
+            let err = select_device("cuda:0").err().expect("no CUDA here").to_string();
+            assert!(err.starts_with("device 'cuda:0': "), "{err}");
+            let err = select_device("hip").err().expect("no HIP here").to_string();
+            assert!(err.starts_with("device 'hip': "), "{err}");
+        }
+        _ => {
+            let chosen = select_device("auto").unwrap();
+            assert!(matches!(chosen, SelectedDevice::Gpu(_)), "a GPU is present");
+            let want = if hip.is_ok() { "hip:0" } else { "cuda:0" };
+            assert!(chosen.describe().starts_with(want), "{}", chosen.describe());
+        }
+    }
+    assert!(matches!(select_device("cpu"), Ok(SelectedDevice::Cpu)));
+    assert!(select_device("cuda:99").is_err());
+}

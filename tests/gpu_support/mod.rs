@@ -8,24 +8,34 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use rocmforge::backend::cuda::CudaRuntime;
+use rocmforge::backend::hip::HipRuntime;
 use rocmforge::backend::gpu::{GpuRuntime, RuntimeError};
 use rocmforge::gguf::GgufFile;
 use rocmforge::plan::{bind, Model, Plan};
 use rocmforge::synth::{preset, synthesize, SynthSpec, WeightMix};
 
-/// The first CUDA device, or None after printing why the test is skipped.
-pub fn cuda_or_skip() -> Option<Arc<dyn GpuRuntime>> {
-    match CudaRuntime::new(0) {
-        Ok(rt) => {
-            eprintln!("device: {}", rt.info());
-            Some(Arc::new(rt))
+/// The first GPU (AMD first, then NVIDIA, as `--device auto`), or None after printing why the
+/// test is skipped.
+pub fn gpu_or_skip() -> Option<Arc<dyn GpuRuntime>> {
+    let mut reasons = Vec::new();
+    let opened: [(&str, fn() -> Result<Arc<dyn GpuRuntime>, RuntimeError>); 2] = [
+        ("hip", || Ok(Arc::new(HipRuntime::new(0)?))),
+        ("cuda", || Ok(Arc::new(CudaRuntime::new(0)?))),
+    ];
+    for (name, open) in opened {
+        match open() {
+            Ok(rt) => {
+                eprintln!("device: {}", rt.info());
+                return Some(rt);
+            }
+            Err(e @ (RuntimeError::LibraryMissing(_) | RuntimeError::NoDevice(_))) => {
+                reasons.push(format!("{name}: {e}"))
+            }
+            Err(e) => panic!("{name} present but failed to open: {e}"),
         }
-        Err(e @ (RuntimeError::LibraryMissing(_) | RuntimeError::NoDevice(_))) => {
-            eprintln!("skipped: {e}");
-            None
-        }
-        Err(e) => panic!("CUDA present but failed to open: {e}"),
     }
+    eprintln!("skipped: no GPU ({})", reasons.join("; "));
+    None
 }
 
 /// What synthetic model to make: a preset shape with fewer layers (and optionally a smaller
