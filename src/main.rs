@@ -1,1 +1,18 @@
-fn main() {}
+use clap::Parser;
+use rocmforge::cli::{Cli, Command};
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match &cli.command {
+        Command::Inspect { gguf, arch } => rocmforge::cli::inspect::inspect(gguf, arch.as_deref()),
+        Command::Synth(a) => rocmforge::cli::synth::run(a),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

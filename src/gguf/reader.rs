@@ -195,7 +195,10 @@ impl GgufFile {
                 ));
             }
             let n_bytes = ty.bytes_for(n_elements).ok_or_else(|| {
-                c.err_at(at, format!("tensor '{name}' size overflows ({dims:?} of {ty})"))
+                c.err_at(
+                    at,
+                    format!("tensor '{name}' size overflows ({dims:?} of {ty})"),
+                )
             })?;
             if offset % alignment != 0 {
                 return Err(c.err_at(
@@ -222,7 +225,9 @@ impl GgufFile {
         if n_tensors > 0 && data_offset > file_len {
             return Err(c.err_at(
                 c.pos as u64,
-                format!("file ends before the tensor data section (which starts at byte {data_offset})"),
+                format!(
+                    "file ends before the tensor data section (which starts at byte {data_offset})"
+                ),
             ));
         }
         for t in &tensors {
@@ -380,19 +385,23 @@ impl Cursor<'_> {
     fn value(&mut self, ty_id: u32, key: &str, depth: u32) -> Result<Value, GgufError> {
         let at = self.pos as u64;
         let ty = ValueType::from_id(ty_id).ok_or_else(|| {
-            self.err_at(at, format!("metadata '{key}' has unknown value type {ty_id}"))
+            self.err_at(
+                at,
+                format!("metadata '{key}' has unknown value type {ty_id}"),
+            )
         })?;
         let what = format!("the value of metadata '{key}'");
-        let fixed = |c: &mut Self, n: u64| -> Result<Vec<u8>, GgufError> {
-            Ok(c.take(n, &what)?.to_vec())
-        };
+        let fixed =
+            |c: &mut Self, n: u64| -> Result<Vec<u8>, GgufError> { Ok(c.take(n, &what)?.to_vec()) };
         Ok(match ty {
             ValueType::U8 => Value::U8(fixed(self, 1)?[0]),
             ValueType::I8 => Value::I8(fixed(self, 1)?[0] as i8),
             ValueType::Bool => match fixed(self, 1)?[0] {
                 0 => Value::Bool(false),
                 1 => Value::Bool(true),
-                b => return Err(self.err_at(at, format!("metadata '{key}' is a bool of value {b}"))),
+                b => {
+                    return Err(self.err_at(at, format!("metadata '{key}' is a bool of value {b}")))
+                }
             },
             ValueType::U16 => Value::U16(u16::from_le_bytes(fixed(self, 2)?.try_into().unwrap())),
             ValueType::I16 => Value::I16(i16::from_le_bytes(fixed(self, 2)?.try_into().unwrap())),
@@ -405,15 +414,22 @@ impl Cursor<'_> {
             ValueType::String => Value::String(self.string(&what)?),
             ValueType::Array => {
                 if depth >= MAX_ARRAY_DEPTH {
-                    return Err(self.err_at(at, format!("metadata '{key}' nests arrays too deeply")));
+                    return Err(
+                        self.err_at(at, format!("metadata '{key}' nests arrays too deeply"))
+                    );
                 }
                 let elem_id = self.u32(&what)?;
                 let elem = ValueType::from_id(elem_id).ok_or_else(|| {
-                    self.err_at(at, format!("metadata '{key}' is an array of unknown type {elem_id}"))
+                    self.err_at(
+                        at,
+                        format!("metadata '{key}' is an array of unknown type {elem_id}"),
+                    )
                 })?;
                 let n = self.u64(&what)?;
                 // Strings take at least their 8-byte length, arrays their 12-byte header.
-                let min_each = elem.fixed_size().unwrap_or(if elem == ValueType::String { 8 } else { 12 });
+                let min_each =
+                    elem.fixed_size()
+                        .unwrap_or(if elem == ValueType::String { 8 } else { 12 });
                 self.check_count(n, min_each, &format!("elements in array '{key}'"))?;
                 let mut items = Vec::with_capacity(n as usize);
                 for _ in 0..n {

@@ -1,0 +1,60 @@
+//! Backends run a bound model's program: `cpu` (the reference and the fallback), and the GPU
+//! executor over the `cuda` and `hip` runtimes.
+
+pub mod cpu;
+
+#[derive(Debug, thiserror::Error)]
+pub enum BackendError {
+    #[error(
+        "context full: positions {pos0}..{end} exceed the context size {n_ctx} (raise --ctx-size)"
+    )]
+    ContextFull {
+        pos0: usize,
+        end: usize,
+        n_ctx: usize,
+    },
+    #[error("token id {id} is outside the vocabulary of {n_vocab}")]
+    BadToken { id: u32, n_vocab: usize },
+    #[error("{0}")]
+    Weights(String),
+    #[error("{0}")]
+    Device(String),
+}
+
+/// What every backend does with a bound model.
+pub trait Backend {
+    /// Human name for logs, e.g. "cpu (2 threads)" or "cuda:0 NVIDIA H100".
+    fn name(&self) -> String;
+    /// Runs `tokens` at positions `pos0..pos0 + n`, appending to the KV cache. Returns the logits
+    /// of every position (`[n][n_vocab]`) when `all_logits`, else of the last one.
+    fn forward(
+        &mut self,
+        tokens: &[u32],
+        pos0: usize,
+        all_logits: bool,
+    ) -> Result<Vec<f32>, BackendError>;
+    /// The greedy next token after `tokens`; a GPU backend takes the argmax on the device.
+    fn forward_argmax(&mut self, tokens: &[u32], pos0: usize) -> Result<u32, BackendError> {
+        let logits = self.forward(tokens, pos0, false)?;
+        Ok(cpu::ops::argmax(&logits) as u32)
+    }
+    /// Context size the KV cache was sized for.
+    fn max_ctx(&self) -> usize;
+}
+
+/// Checks a forward call's positions and token ids before any work is done.
+pub fn check_forward(
+    tokens: &[u32],
+    pos0: usize,
+    n_ctx: usize,
+    n_vocab: usize,
+) -> Result<(), BackendError> {
+    let end = pos0 + tokens.len();
+    if end > n_ctx {
+        return Err(BackendError::ContextFull { pos0, end, n_ctx });
+    }
+    if let Some(&id) = tokens.iter().find(|&&t| t as usize >= n_vocab) {
+        return Err(BackendError::BadToken { id, n_vocab });
+    }
+    Ok(())
+}
