@@ -6,9 +6,9 @@
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
+use super::compiler::{Platform, Target};
 use super::error::CodegenError;
 use super::quant::{weight_layout, WeightLayout};
-use super::target_stub::{Platform, Target};
 use crate::gguf::GgmlType;
 
 /// Hard limits shared by every vendor: threads per block and static shared memory per block.
@@ -200,7 +200,7 @@ pub fn check_row_length(
 ) -> Result<WeightLayout, CodegenError> {
     let layout = layout_for(ctx, format)?;
     let multiple = layout.k_multiple();
-    require(k > 0 && k % multiple == 0, ctx, || {
+    require(k > 0 && k.is_multiple_of(multiple), ctx, || {
         format!(
             "row length {k} is not a multiple of {multiple}, the {} block/chunk size",
             format.name()

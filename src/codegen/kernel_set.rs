@@ -47,6 +47,7 @@ use std::collections::HashMap;
 
 use serde::Serialize;
 
+use super::compiler::{KernelSource, Target};
 use super::context::{GridRule, Tunable};
 use super::error::CodegenError;
 use super::ops::attention::{AttentionPhase, AttentionShape};
@@ -57,8 +58,8 @@ use super::ops::{
 };
 use super::render::Renderer;
 use super::shape::{ModelShape, ShapedStep, StepShape};
-use super::target_stub::Target;
 use super::tuning::TuningChoice;
+use crate::plan::Model;
 
 /// Launches with at most this many tokens use the decode kernels (GEMV, split attention).
 pub const DECODE_MAX_TOKENS: u32 = 4;
@@ -120,7 +121,7 @@ impl KernelSpec {
     }
 
     /// Renders `ctx`, whose knobs are already chosen and validated.
-    fn build<C: Tunable>(
+    pub fn new<C: Tunable>(
         kind: KernelKind,
         ctx: &C,
         renderer: &Renderer,
@@ -139,11 +140,21 @@ impl KernelSpec {
         })
     }
 
+    /// What the compilers take.
+    pub fn to_source(&self) -> KernelSource {
+        KernelSource {
+            name: self.name.clone(),
+            source: self.source.clone(),
+            options: Vec::new(),
+            context_json: self.context_json.clone(),
+        }
+    }
+
     /// One line for `rocmforge kernels`: name, problem, knobs, launch shape.
     pub fn summary(&self) -> String {
         let (x, y, z) = self.block;
         format!(
-            "{:<34} {:<48} {} block {x}x{y}x{z} smem {}",
+            "{} | {} | {} | block {x}x{y}x{z} smem {}",
             self.name, self.problem, self.knobs_json, self.shared_bytes
         )
     }
@@ -205,6 +216,45 @@ impl KernelSet {
     pub fn argmax(&self) -> &KernelSpec {
         &self.kernels[self.argmax]
     }
+
+    /// Every kernel's source, in the order of `kernels`.
+    pub fn sources(&self) -> Vec<KernelSource> {
+        self.kernels.iter().map(KernelSpec::to_source).collect()
+    }
+
+    /// How many step launches (decode and prefill, every layer) use each kernel.
+    pub fn uses(&self) -> Vec<usize> {
+        let mut uses = vec![0; self.kernels.len()];
+        let steps = self
+            .prologue
+            .iter()
+            .chain(self.layers.iter().flatten())
+            .chain(&self.epilogue);
+        for step in steps {
+            for &k in step.decode.iter().chain(&step.prefill) {
+                uses[k] += 1;
+            }
+        }
+        uses[self.argmax] += 1;
+        uses
+    }
+}
+
+/// The kernel set of a bound model with a KV cache of `n_ctx` positions.
+pub fn kernels_for_model(
+    model: &Model,
+    target: &Target,
+    tuning: &TuningChoice,
+    n_ctx: usize,
+    renderer: &Renderer,
+) -> Result<KernelSet, CodegenError> {
+    kernels_for_shape(
+        &ModelShape::from_model(model)?,
+        target,
+        tuning,
+        n_ctx,
+        renderer,
+    )
 }
 
 /// Builds the kernel set of `shape` for `target`, with a KV cache of `n_ctx` positions.
@@ -262,7 +312,7 @@ impl Builder<'_> {
         if let Some(&i) = self.index.get(&key) {
             return Ok(i);
         }
-        let spec = KernelSpec::build(kind, &ctx, self.renderer)?;
+        let spec = KernelSpec::new(kind, &ctx, self.renderer)?;
         self.kernels.push(spec);
         self.index.insert(key, self.kernels.len() - 1);
         Ok(self.kernels.len() - 1)

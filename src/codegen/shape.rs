@@ -2,9 +2,11 @@
 //! its widths and weight formats. Kernel generation works from this, so that it needs nothing of
 //! plans or files; `from_model` fills it from a bound model.
 
-use crate::gguf::GgmlType;
-
+use super::error::CodegenError;
 use super::ops::rope::RotaryPairs;
+use crate::gguf::GgmlType;
+use crate::graph::{Op, Step};
+use crate::plan::{Model, RopeStyle};
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct ShapeHparams {
@@ -165,7 +167,7 @@ impl ModelShape {
 /// `format`, or for a 256-value K-quant whose blocks do not fit rows of `k`, the 32-value format
 /// llama.cpp's quantizer substitutes (IQ4_NL, not supported here, becomes Q4_0).
 pub fn fitting_format(format: GgmlType, k: usize) -> GgmlType {
-    if k % 256 == 0 {
+    if k.is_multiple_of(256) {
         return format;
     }
     match format {
@@ -175,4 +177,119 @@ pub fn fitting_format(format: GgmlType, k: usize) -> GgmlType {
         GgmlType::Q6K => GgmlType::Q8_0,
         other => other,
     }
+}
+
+impl ModelShape {
+    /// The shape of a bound model: its hyper-parameters and, for every program step (per layer
+    /// for the block), the op with its widths and the formats of the weights it reads.
+    pub fn from_model(model: &Model) -> Result<ModelShape, CodegenError> {
+        let hp = &model.hparams;
+        let hparams = ShapeHparams {
+            n_embd: hp.n_embd,
+            n_head: hp.n_head,
+            n_kv_head: hp.n_kv_head,
+            head_dim: hp.head_dim,
+            n_ff: hp.n_ff,
+            n_vocab: hp.n_vocab,
+            norm_eps: hp.norm_eps,
+            rope_base: hp.rope_base,
+            rope_style: match hp.rope_style {
+                RopeStyle::Normal => RotaryPairs::Normal,
+                RopeStyle::Neox => RotaryPairs::Neox,
+            },
+        };
+        let program = &model.program;
+        let shape_steps =
+            |steps: &[Step], layer: Option<usize>| -> Result<Vec<ShapedStep>, CodegenError> {
+                steps
+                    .iter()
+                    .map(|s| {
+                        Ok(ShapedStep {
+                            name: s.name.clone(),
+                            shape: step_shape(model, s, layer)?,
+                        })
+                    })
+                    .collect()
+            };
+        Ok(ModelShape {
+            hparams,
+            prologue: shape_steps(&program.prologue, None)?,
+            layers: (0..hp.n_layer)
+                .map(|l| shape_steps(&program.block, Some(l)))
+                .collect::<Result<_, _>>()?,
+            epilogue: shape_steps(&program.epilogue, None)?,
+        })
+    }
+}
+
+fn step_shape(model: &Model, step: &Step, layer: Option<usize>) -> Result<StepShape, CodegenError> {
+    let program = &model.program;
+    let width = |slot: &[usize], i: usize| -> Result<usize, CodegenError> {
+        slot.get(i)
+            .map(|&id| program.value(id).width)
+            .ok_or_else(|| CodegenError::Step {
+                step: step.name.clone(),
+                reason: format!("{} needs a value in slot {i}", step.op.name()),
+            })
+    };
+    let weight = || {
+        let role = step
+            .weights
+            .first()
+            .cloned()
+            .flatten()
+            .ok_or_else(|| CodegenError::Step {
+                step: step.name.clone(),
+                reason: format!("{} needs a weight", step.op.name()),
+            })?;
+        let t = model
+            .weight(layer, &role)
+            .ok_or_else(|| CodegenError::Step {
+                step: step.name.clone(),
+                reason: format!("weight role {role} is not bound for layer {layer:?}"),
+            })?;
+        match t.dims[..] {
+            [k, n] => Ok((t.ty, k as usize, n as usize)),
+            _ => Err(CodegenError::Step {
+                step: step.name.clone(),
+                reason: format!("weight {} has dims {:?}, expected [K, N]", t.name, t.dims),
+            }),
+        }
+    };
+    let head_dim = model.hparams.head_dim;
+    Ok(match step.op {
+        Op::Embed => {
+            let (format, width, n_vocab) = weight()?;
+            StepShape::Embed {
+                format,
+                width,
+                n_vocab,
+            }
+        }
+        Op::RmsNorm => StepShape::RmsNorm {
+            width: width(&step.inputs, 0)?,
+            rows_per_token: 1,
+        },
+        Op::HeadRmsNorm => StepShape::RmsNorm {
+            width: head_dim,
+            rows_per_token: width(&step.inputs, 0)? / head_dim,
+        },
+        Op::Matmul => {
+            let (format, k, n) = weight()?;
+            StepShape::Matmul { format, k, n }
+        }
+        Op::Split => StepShape::Split {
+            widths: step.params.clone(),
+        },
+        Op::Rope => StepShape::Rope {
+            width: width(&step.inputs, 0)?,
+        },
+        Op::Attention => StepShape::Attention,
+        Op::Add => StepShape::Add {
+            width: width(&step.outputs, 0)?,
+        },
+        Op::SiluMul => StepShape::SiluMul {
+            width: width(&step.outputs, 0)?,
+        },
+    })
 }

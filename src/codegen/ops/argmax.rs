@@ -2,11 +2,11 @@
 
 use serde::Serialize;
 
+use crate::codegen::compiler::Target;
 use crate::codegen::context::{
     check_launch, require, valid_candidates, Extent, GridRule, OpContext, TargetConsts, Tunable,
 };
 use crate::codegen::error::CodegenError;
-use crate::codegen::target_stub::Target;
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ArgmaxContext {

@@ -3,11 +3,11 @@
 use serde::Serialize;
 
 use super::warps;
+use crate::codegen::compiler::Target;
 use crate::codegen::context::{
     check_launch, require, valid_candidates, Extent, GridRule, OpContext, TargetConsts, Tunable,
 };
 use crate::codegen::error::CodegenError;
-use crate::codegen::target_stub::Target;
 
 /// Head dimensions held per lane: one 16-byte load of halves.
 const DIMS_PER_LANE: usize = 8;
@@ -119,7 +119,7 @@ impl OpContext for AttentionContext {
     }
     fn validate(&self) -> Result<(), CodegenError> {
         require(
-            self.n_kv_head > 0 && self.n_head % self.n_kv_head == 0,
+            self.n_kv_head > 0 && self.n_head.is_multiple_of(self.n_kv_head),
             self,
             || {
                 format!(
@@ -130,7 +130,7 @@ impl OpContext for AttentionContext {
         )?;
         let lanes = self.head_dim / DIMS_PER_LANE;
         require(
-            self.head_dim % DIMS_PER_LANE == 0
+            self.head_dim.is_multiple_of(DIMS_PER_LANE)
                 && lanes.is_power_of_two()
                 && lanes <= self.target.warp_size as usize,
             self,

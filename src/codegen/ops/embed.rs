@@ -2,13 +2,13 @@
 
 use serde::Serialize;
 
+use crate::codegen::compiler::Target;
 use crate::codegen::context::{
     check_launch, check_row_length, require, valid_candidates, Extent, GridRule, OpContext,
     TargetConsts, Tunable,
 };
 use crate::codegen::error::CodegenError;
 use crate::codegen::quant::weight_layout;
-use crate::codegen::target_stub::Target;
 use crate::gguf::GgmlType;
 
 #[derive(Debug, Clone, PartialEq, Serialize)]

@@ -5,13 +5,13 @@
 use serde::Serialize;
 
 use super::warps;
+use crate::codegen::compiler::Target;
 use crate::codegen::context::{
     check_launch, check_row_length, require, valid_candidates, Extent, GridRule, OpContext,
     TargetConsts, Tunable,
 };
 use crate::codegen::error::CodegenError;
 use crate::codegen::quant::weight_layout;
-use crate::codegen::target_stub::Target;
 use crate::gguf::GgmlType;
 
 /// Most tokens one GEMV block serves (its per-thread accumulators).
@@ -202,7 +202,7 @@ impl GemmContext {
     /// 64 x 64 tiles, 256 threads of 4 x 4 outputs; BK 32, or one chunk when K is not a multiple of 32.
     fn default_knobs(&self) -> GemmKnobs {
         let chunk = weight_layout(self.format).map_or(32, |l| l.chunk) as u32;
-        let bk = if self.k % 32 == 0 { 32 } else { chunk };
+        let bk = if self.k.is_multiple_of(32) { 32 } else { chunk };
         GemmKnobs {
             bm: 64,
             bn: 64,
@@ -235,7 +235,10 @@ impl OpContext for GemmContext {
         let layout = check_row_length(self, self.format, self.k)?;
         require(self.n > 0, self, || "no output rows".to_string())?;
         require(
-            self.tm >= 1 && self.tn >= 1 && self.bm % self.tm == 0 && self.bn % self.tn == 0,
+            self.tm >= 1
+                && self.tn >= 1
+                && self.bm.is_multiple_of(self.tm)
+                && self.bn.is_multiple_of(self.tn),
             self,
             || {
                 format!(
@@ -245,7 +248,9 @@ impl OpContext for GemmContext {
             },
         )?;
         require(
-            self.bk > 0 && self.bk as usize % layout.chunk == 0 && self.k % self.bk as usize == 0,
+            self.bk > 0
+                && (self.bk as usize).is_multiple_of(layout.chunk)
+                && self.k.is_multiple_of(self.bk as usize),
             self,
             || {
                 format!(

@@ -2,11 +2,11 @@
 
 use serde::Serialize;
 
+use crate::codegen::compiler::Target;
 use crate::codegen::context::{
     check_launch, require, valid_candidates, Extent, GridRule, OpContext, TargetConsts, Tunable,
 };
 use crate::codegen::error::CodegenError;
-use crate::codegen::target_stub::Target;
 
 /// Which elements of a head rotate together.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -65,11 +65,13 @@ impl OpContext for RopeContext {
         format!("rope width={} head_dim={}", self.width, self.head_dim)
     }
     fn validate(&self) -> Result<(), CodegenError> {
-        require(self.head_dim >= 2 && self.head_dim % 2 == 0, self, || {
-            format!("head_dim {} is not even", self.head_dim)
-        })?;
         require(
-            self.width > 0 && self.width % self.head_dim == 0,
+            self.head_dim >= 2 && self.head_dim.is_multiple_of(2),
+            self,
+            || format!("head_dim {} is not even", self.head_dim),
+        )?;
+        require(
+            self.width > 0 && self.width.is_multiple_of(self.head_dim),
             self,
             || {
                 format!(
