@@ -2,6 +2,7 @@
 
 pub mod backend;
 pub mod cli;
+pub mod codegen;
 pub mod gguf;
 pub mod graph;
 pub mod plan;
