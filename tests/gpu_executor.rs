@@ -374,3 +374,105 @@ fn single_steps_and_value_access_round_trip() {
     assert_eq!(fake.log().len(), 1);
     assert_eq!(fake.read_i32(gpu.addresses().io, 1), vec![4]);
 }
+
+/// Parameters of `entry` in `source`: true for a pointer, false for an integer.
+fn kernel_params(source: &str, entry: &str) -> Vec<bool> {
+    let start = source
+        .find(&format!("{entry}("))
+        .unwrap_or_else(|| panic!("no {entry}( in its source"));
+    let rest = &source[start + entry.len() + 1..];
+    let params = &rest[..rest.find(')').expect("closing parenthesis")];
+    params.split(',').map(|p| p.contains('*')).collect()
+}
+
+/// Compile the kernels of a small model for `target` (skipped when that compiler is absent),
+/// load them into a fake device of that architecture, and check that every launch of decode
+/// and prefill schedules finds its kernel and passes arguments matching the kernel's
+/// parameters in number and kind (pointer or integer).
+fn compiled_kernels_match_the_schedules(target: &str, warp_size: u32) {
+    use rocmforge::backend::gpu::compiled::compile_kernels;
+    use rocmforge::backend::gpu::LoadedKernelTable;
+    use rocmforge::codegen::compiler::{compiler_for, Target};
+    use rocmforge::codegen::{kernels_for_model, Renderer, TuningChoice};
+
+    let target = Target::parse(target).unwrap();
+    if let Err(e) = compiler_for(&target) {
+        eprintln!("skipped: no compiler for {}: {e}", target.full);
+        return;
+    }
+    let model = tiny_qwen();
+    let n_ctx = 64;
+    let set = kernels_for_model(
+        &model,
+        &target,
+        &TuningChoice::defaults(),
+        n_ctx,
+        &Renderer::from_env().unwrap(),
+    )
+    .unwrap();
+    let params: std::collections::HashMap<String, Vec<bool>> = set
+        .kernels
+        .iter()
+        .map(|k| (k.name.clone(), kernel_params(&k.source, &k.name)))
+        .collect();
+    let compiled = compile_kernels(&target, &model, n_ctx).unwrap();
+    let fake = Arc::new(FakeRuntime::with_arch(1 << 34, &target.full, warp_size));
+    let runtime: Arc<dyn GpuRuntime> = fake.clone();
+    let table = LoadedKernelTable::load(&runtime, &compiled.binaries, compiled.selector).unwrap();
+    let gpu = GpuBackend::new(runtime, model, Box::new(table), ExecutorConfig::new(n_ctx)).unwrap();
+    for (n_tokens, logits) in [
+        (1, Logits::LastRow),
+        (3, Logits::AllRows),
+        (9, Logits::LastRow),
+        (9, Logits::AllRows),
+    ] {
+        let launches = gpu
+            .schedule(ScheduleRequest {
+                n_tokens,
+                logits,
+                argmax: true,
+            })
+            .unwrap();
+        for launch in &launches {
+            let Launch::Kernel {
+                label,
+                function,
+                dims,
+                args,
+            } = launch
+            else {
+                continue;
+            };
+            let name = fake.function_name(*function);
+            let kinds: Vec<bool> = args
+                .iter()
+                .map(|a| matches!(a, KernelArg::Ptr(_)))
+                .collect();
+            assert_eq!(
+                kinds, params[&name],
+                "{label} -> {name} at {n_tokens} tokens"
+            );
+            let threads = dims.block.0 * dims.block.1 * dims.block.2;
+            assert!(
+                (1..=1024).contains(&threads),
+                "{name}: block {:?}",
+                dims.block
+            );
+            assert!(
+                dims.grid.0 * dims.grid.1 * dims.grid.2 >= 1,
+                "{name}: grid {:?}",
+                dims.grid
+            );
+        }
+    }
+}
+
+#[test]
+fn compiled_cuda_kernels_match_the_schedules() {
+    compiled_kernels_match_the_schedules("sm_90", 32);
+}
+
+#[test]
+fn compiled_hip_kernels_match_the_schedules() {
+    compiled_kernels_match_the_schedules("gfx90a:sramecc+:xnack-", 64);
+}

@@ -279,7 +279,10 @@ fn device_selection_names_what_is_missing() {
     match (&hip, &cuda) {
         (Err(_), Err(_)) => {
             assert!(matches!(select_device("auto"), Ok(SelectedDevice::Cpu)));
-            let err = select_device("cuda:0").err().expect("no CUDA here").to_string();
+            let err = select_device("cuda:0")
+                .err()
+                .expect("no CUDA here")
+                .to_string();
             assert!(err.starts_with("device 'cuda:0': "), "{err}");
             let err = select_device("hip").err().expect("no HIP here").to_string();
             assert!(err.starts_with("device 'hip': "), "{err}");

@@ -42,6 +42,7 @@ pub struct FakeRuntime {
     info: DeviceInfo,
     free: usize,
     state: Mutex<State>,
+    functions: Mutex<Vec<String>>,
 }
 
 impl FakeRuntime {
@@ -64,7 +65,21 @@ impl FakeRuntime {
                 next: 0x1000_0000,
                 ..State::default()
             }),
+            functions: Mutex::new(Vec::new()),
         }
+    }
+
+    /// A fake of a device of another architecture (what kernels get compiled for).
+    pub fn with_arch(free: usize, arch: &str, warp_size: u32) -> Self {
+        let mut fake = Self::new(free);
+        fake.info.arch = arch.to_string();
+        fake.info.warp_size = warp_size;
+        fake
+    }
+
+    /// The entry point name a function handle was looked up by.
+    pub fn function_name(&self, function: FunctionHandle) -> String {
+        self.functions.lock().unwrap()[function.0 as usize].clone()
     }
 
     /// Bytes of fake device memory at `addr`.
@@ -185,7 +200,9 @@ impl GpuRuntime for FakeRuntime {
         _m: ModuleHandle,
         name: &str,
     ) -> Result<FunctionHandle, RuntimeError> {
-        Ok(FunctionHandle(name.len() as u64))
+        let mut functions = self.functions.lock().unwrap();
+        functions.push(name.to_string());
+        Ok(FunctionHandle(functions.len() as u64 - 1))
     }
     unsafe fn set_max_dynamic_shared(
         &self,

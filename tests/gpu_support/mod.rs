@@ -8,8 +8,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use rocmforge::backend::cuda::CudaRuntime;
-use rocmforge::backend::hip::HipRuntime;
 use rocmforge::backend::gpu::{GpuRuntime, RuntimeError};
+use rocmforge::backend::hip::HipRuntime;
 use rocmforge::gguf::GgufFile;
 use rocmforge::plan::{bind, Model, Plan};
 use rocmforge::synth::{preset, synthesize, SynthSpec, WeightMix};
@@ -18,7 +18,8 @@ use rocmforge::synth::{preset, synthesize, SynthSpec, WeightMix};
 /// test is skipped.
 pub fn gpu_or_skip() -> Option<Arc<dyn GpuRuntime>> {
     let mut reasons = Vec::new();
-    let opened: [(&str, fn() -> Result<Arc<dyn GpuRuntime>, RuntimeError>); 2] = [
+    type Open = fn() -> Result<Arc<dyn GpuRuntime>, RuntimeError>;
+    let opened: [(&str, Open); 2] = [
         ("hip", || Ok(Arc::new(HipRuntime::new(0)?))),
         ("cuda", || Ok(Arc::new(CudaRuntime::new(0)?))),
     ];

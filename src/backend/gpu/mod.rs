@@ -1,5 +1,6 @@
 //! What both GPU backends share: the runtime surface, owning device wrappers and the executor.
 
+pub mod compiled;
 pub mod device;
 pub mod error;
 pub mod executor;
