@@ -183,3 +183,48 @@ fn too_large_a_context_is_a_clear_error() {
         .to_string();
     assert!(err.contains("needs") && err.contains("free"), "{err}");
 }
+
+/// Not a benchmark, a report: prefill and decode times of a full-depth SmolLM2-135M-shaped model
+/// (Q4_0), decode with and without the graph, so the logs show what capture buys. Fails only if
+/// the graph makes decode slower by more than half, which would mean replay is broken.
+#[test]
+fn decode_timing_report() {
+    use rocmforge::backend::gpu::Event;
+    use std::time::Instant;
+    let Some(runtime) = gpu_or_skip() else { return };
+    let model = SynthModel::new("smollm2-135m", 30, "Q4_0").build();
+    let tokens = prompt(&model, 128);
+    let mut per_token_ms = Vec::new();
+    for use_graph in [true, false] {
+        let mut config = ExecutorConfig::new(512);
+        config.use_graph = use_graph;
+        let mut gpu = load(&runtime, &model, config);
+        let (start, end) = (Event::new(&runtime).unwrap(), Event::new(&runtime).unwrap());
+        start.record().unwrap();
+        let mut next = gpu.forward_argmax(&tokens, 0).unwrap();
+        end.record().unwrap();
+        let prefill_ms = start.elapsed_ms(&end).unwrap();
+        // Warm up (captures the graph), then time 64 greedy steps end to end on the host.
+        next = gpu.forward_argmax(&[next], tokens.len()).unwrap();
+        let steps = 64;
+        let began = Instant::now();
+        for pos in tokens.len() + 1..tokens.len() + 1 + steps {
+            next = gpu.forward_argmax(&[next], pos).unwrap();
+        }
+        let ms = began.elapsed().as_secs_f64() * 1e3 / steps as f64;
+        eprintln!(
+            "smollm2-135m Q4_0 (synthetic) graph={use_graph}: prefill 128 tokens {prefill_ms:.2} ms \
+             ({:.0} tok/s), decode {ms:.3} ms/token ({:.0} tok/s)",
+            128.0 / (prefill_ms as f64 / 1e3),
+            1e3 / ms
+        );
+        assert!(ms.is_finite() && ms > 0.0);
+        per_token_ms.push(ms);
+    }
+    assert!(
+        per_token_ms[0] < per_token_ms[1] * 1.5,
+        "graph decode {:.3} ms vs plain {:.3} ms",
+        per_token_ms[0],
+        per_token_ms[1]
+    );
+}
