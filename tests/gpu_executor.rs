@@ -476,3 +476,26 @@ fn compiled_cuda_kernels_match_the_schedules() {
 fn compiled_hip_kernels_match_the_schedules() {
     compiled_kernels_match_the_schedules("gfx90a:sramecc+:xnack-", 64);
 }
+
+#[test]
+fn open_backend_picks_the_cpu_or_fails_for_an_absent_gpu() {
+    use rocmforge::backend::gpu::open_backend;
+    let model = tiny_llama();
+    let cpu = open_backend("cpu", model.clone(), 16).unwrap();
+    assert!(cpu.name().starts_with("cpu"), "{}", cpu.name());
+    if rocmforge::backend::cuda::CudaRuntime::new(0).is_ok()
+        || rocmforge::backend::hip::HipRuntime::new(0).is_ok()
+    {
+        eprintln!("skipped: a GPU is present, auto would pick it");
+        return;
+    }
+    assert!(open_backend("auto", model.clone(), 16)
+        .unwrap()
+        .name()
+        .starts_with("cpu"));
+    let err = open_backend("cuda:0", model, 16)
+        .err()
+        .expect("no CUDA here")
+        .to_string();
+    assert!(err.contains("cuda:0"), "{err}");
+}

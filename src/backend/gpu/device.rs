@@ -3,9 +3,13 @@
 use std::sync::Arc;
 
 use super::error::GpuError;
+use super::executor::{ExecutorConfig, GpuBackend};
 use super::runtime::{GpuRuntime, RuntimeError};
+use crate::backend::cpu::CpuBackend;
 use crate::backend::cuda::CudaRuntime;
 use crate::backend::hip::HipRuntime;
+use crate::backend::{Backend, BackendError};
+use crate::plan::Model;
 
 /// A parsed `--device` value.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -96,6 +100,23 @@ pub fn select_device(spec: &str) -> Result<SelectedDevice, GpuError> {
             eprintln!("device auto: using cpu{}", skipped(&passed));
             Ok(SelectedDevice::Cpu)
         }
+    }
+}
+
+/// A backend for `--device`: the CPU engine, or the GPU executor (kernels compiled for the
+/// device, weights uploaded) on the device `spec` selects.
+pub fn open_backend(
+    spec: &str,
+    model: Arc<Model>,
+    n_ctx: usize,
+) -> Result<Box<dyn Backend>, BackendError> {
+    match select_device(spec)? {
+        SelectedDevice::Cpu => Ok(Box::new(CpuBackend::new(model, n_ctx))),
+        SelectedDevice::Gpu(runtime) => Ok(Box::new(GpuBackend::load(
+            runtime,
+            model,
+            ExecutorConfig::new(n_ctx),
+        )?)),
     }
 }
 

@@ -24,7 +24,7 @@ pub mod memory;
 pub mod runtime;
 pub mod schedule;
 
-pub use device::{select_device, DeviceSpec, SelectedDevice};
+pub use device::{open_backend, select_device, DeviceSpec, SelectedDevice};
 pub use error::GpuError;
 pub use executor::{check_memory, memory_budget, ExecutorConfig, GpuBackend};
 pub use kernels::{KernelLaunch, KernelRole, KernelTable, Section, StepSite};
