@@ -2,6 +2,9 @@
 //! executor over the `cuda` and `hip` runtimes.
 
 pub mod cpu;
+pub mod cuda;
+pub mod gpu;
+pub mod hip;
 
 #[derive(Debug, thiserror::Error)]
 pub enum BackendError {
