@@ -405,4 +405,8 @@ impl Backend for GpuBackend {
     fn max_ctx(&self) -> usize {
         self.config.n_ctx
     }
+
+    fn bandwidth(&mut self) -> Option<f64> {
+        super::bandwidth::measure_copy_bandwidth(&self.runtime).ok()
+    }
 }

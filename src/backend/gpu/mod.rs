@@ -13,6 +13,7 @@
 //!               on the last chunk, over its last row unless all logits are asked for
 //! ```
 
+pub mod bandwidth;
 pub mod compiled;
 pub mod device;
 pub mod error;
