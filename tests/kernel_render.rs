@@ -415,3 +415,45 @@ fn every_weight_format_has_a_snippet() {
         );
     }
 }
+
+#[test]
+fn listing_counts_the_launches_of_each_kernel() {
+    let renderer = Renderer::embedded().unwrap();
+    let layers = 3;
+    let shape = ModelShape::decoder(&hparams(0), layers, GgmlType::Q8_0, false);
+    let set = kernels_for_shape(
+        &shape,
+        &target("sm_90"),
+        &TuningChoice::defaults(),
+        N_CTX,
+        &renderer,
+    )
+    .unwrap();
+    let rows = rocmforge::codegen::listing::kernel_rows(&set, None);
+    assert_eq!(rows.len(), set.kernels.len());
+    // attn_norm and ffn_norm in every layer plus output_norm, in both phases.
+    let norm = rows
+        .iter()
+        .find(|r| r.problem == "rmsnorm width=576 rows/token=1")
+        .unwrap();
+    assert_eq!(norm.uses, (2 * layers + 1) * 2);
+    // The q projection's GEMV runs once per layer, in decode only.
+    let q = rows
+        .iter()
+        .find(|r| r.problem == "matmul_gemv Q8_0 K=576 N=576")
+        .unwrap();
+    assert_eq!(q.uses, 2 * layers, "q and attn_output share K=N=576");
+    assert_eq!(
+        rows.iter()
+            .find(|r| r.problem.starts_with("argmax"))
+            .unwrap()
+            .uses,
+        1
+    );
+    assert!(rows.iter().all(|r| r.compiled.is_none()));
+    let line = norm.to_string();
+    assert!(
+        line.contains(&norm.name) && line.contains("block"),
+        "{line}"
+    );
+}
