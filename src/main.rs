@@ -7,6 +7,9 @@ fn main() -> ExitCode {
     let result = match &cli.command {
         Command::Inspect { gguf, arch } => rocmforge::cli::inspect::inspect(gguf, arch.as_deref()),
         Command::Synth(a) => rocmforge::cli::synth::run(a),
+        Command::Run(a) => rocmforge::cli::run::run(a),
+        Command::Bench(a) => rocmforge::cli::bench::run(a),
+        Command::Verify(a) => rocmforge::cli::verify::run(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

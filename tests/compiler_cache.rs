@@ -288,12 +288,3 @@ fn compile_all_with_hiprtc_for_two_targets() {
         eprintln!("{text}: 4 kernels, misses {miss_ms:.0} ms total, hits {hit_ms:.1} ms total");
     }
 }
-
-#[test]
-fn from_env_uses_rocmforge_cache_dir() {
-    let dir = std::env::temp_dir().join(format!("rocmforge-cache-env-{}", std::process::id()));
-    std::env::set_var("ROCMFORGE_CACHE_DIR", &dir);
-    let cache = KernelCache::from_env().unwrap();
-    assert_eq!(cache.dir(), dir);
-    assert!(dir.is_dir());
-}

@@ -10,7 +10,7 @@
 //! closer than that rounding. A position whose llama.cpp top-2 gap is below `tie` is a near-tie:
 //! either answer is right within the oracle's own precision. We require the same top-1 at
 //! >= 98% of all positions where the model is trained (SmolLM2) and at >= 98% of the positions
-//! that are not near-ties on random models, and print both rates and the near-tie count.
+//! > that are not near-ties on random models, and print both rates and the near-tie count.
 
 mod common;
 

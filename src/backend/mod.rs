@@ -40,6 +40,26 @@ pub trait Backend {
     }
     /// Context size the KV cache was sized for.
     fn max_ctx(&self) -> usize;
+    /// Measured device memory bandwidth in bytes/s (a large device-to-device copy, bytes read
+    /// plus written), for the roofline; None where not measured.
+    fn bandwidth(&mut self) -> Option<f64> {
+        None
+    }
+}
+
+/// Opens the backend a `--device` names. Asking for a device that is absent is an error, never
+/// a silent fallback; `auto` takes the first GPU it finds, else the CPU, and says which.
+pub fn open_backend(
+    device: &str,
+    model: std::sync::Arc<crate::plan::Model>,
+    n_ctx: usize,
+) -> Result<Box<dyn Backend>, BackendError> {
+    match device {
+        "cpu" | "auto" => Ok(Box::new(cpu::CpuBackend::new(model, n_ctx))),
+        other => Err(BackendError::Device(format!(
+            "unknown device '{other}' (devices: cpu, cuda[:N], hip[:N], auto)"
+        ))),
+    }
 }
 
 /// Checks a forward call's positions and token ids before any work is done.

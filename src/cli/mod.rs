@@ -1,7 +1,10 @@
 //! The command line: one file per subcommand; main.rs only dispatches.
 
+pub mod bench;
 pub mod inspect;
+pub mod run;
 pub mod synth;
+pub mod verify;
 
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
@@ -28,4 +31,10 @@ pub enum Command {
     },
     /// Write a random-weight GGUF shaped like a real model
     Synth(synth::SynthArgs),
+    /// Generate text from a prompt, or chat
+    Run(run::RunArgs),
+    /// Measure prompt processing and generation speed (llama-bench style) and the roofline
+    Bench(bench::BenchArgs),
+    /// Check a GPU backend against the CPU reference on a model: logits and greedy generations
+    Verify(verify::VerifyArgs),
 }

@@ -113,7 +113,7 @@ impl KernelCache {
 
     /// Path of the entry (header + binary) of `key`.
     pub fn entry_path(&self, key: &str) -> PathBuf {
-        self.dir.join(&key[..2]).join(format!("{key}.kernel"))
+        self.shard(key).join(format!("{key}.kernel"))
     }
 
     /// Path of the source kept beside the entry of `key`.
@@ -122,7 +122,12 @@ impl KernelCache {
             Platform::Hip => "hip",
             Platform::Cuda => "cu",
         };
-        self.dir.join(&key[..2]).join(format!("{key}.{extension}"))
+        self.shard(key).join(format!("{key}.{extension}"))
+    }
+
+    /// Entries are spread over 256 folders by their first two hex digits.
+    fn shard(&self, key: &str) -> PathBuf {
+        self.dir.join(key.get(..2).unwrap_or(key))
     }
 
     /// The cached binary of `src` if a valid entry exists, else a fresh compile (then stored).

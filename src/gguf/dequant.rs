@@ -38,7 +38,7 @@ pub fn expected_len(ty: GgmlType, n_elements: usize) -> Result<usize, DequantErr
         return Err(DequantError::Unsupported { ty });
     }
     let block_size = ty.block_size() as usize;
-    if n_elements % block_size != 0 {
+    if !n_elements.is_multiple_of(block_size) {
         return Err(DequantError::PartialBlock {
             ty,
             n_elements,
@@ -175,18 +175,29 @@ fn dot_lanes(a: &[f32], x: &[f32]) -> f32 {
     acc.iter().sum::<f32>() + rest
 }
 
-/// `(dot(a, x), sum(x))` over a sub-block whose length is a multiple of `LANES`.
+/// Per-lane partial products of `a . x` over a sub-block whose length is a multiple of `LANES`;
+/// kept as lanes so that block scales apply lane-wise and the horizontal sum happens once per row.
 #[inline(always)]
-fn dot_and_sum(a: &[f32], x: &[f32]) -> (f32, f32) {
+fn lane_products(a: &[f32], x: &[f32]) -> [f32; LANES] {
     let mut acc = [0.0f32; LANES];
-    let mut sum = [0.0f32; LANES];
     for (ac, xc) in a.chunks_exact(LANES).zip(x.chunks_exact(LANES)) {
         for i in 0..LANES {
             acc[i] += ac[i] * xc[i];
-            sum[i] += xc[i];
         }
     }
-    (acc.iter().sum(), sum.iter().sum())
+    acc
+}
+
+/// Per-lane partial sums of `x`, for the `min * sum(x)` term of formats with mins.
+#[inline(always)]
+fn lane_sums(x: &[f32]) -> [f32; LANES] {
+    let mut acc = [0.0f32; LANES];
+    for xc in x.chunks_exact(LANES) {
+        for i in 0..LANES {
+            acc[i] += xc[i];
+        }
+    }
+    acc
 }
 
 fn dot_f32(row: &[u8], x: &[f32]) -> f32 {
@@ -295,20 +306,25 @@ fn dequantize_blocks<F: BlockFormat>(bytes: &[u8], out: &mut [f32]) {
 
 fn dot_blocks<F: BlockFormat>(row: &[u8], x: &[f32]) -> f32 {
     let mut s = Scratch::new();
-    let mut total = 0.0f32;
+    let mut acc = [0.0f32; LANES];
     for (block, xb) in row.chunks_exact(F::BYTES).zip(x.chunks_exact(F::ELEMS)) {
         s.decode::<F>(block);
         let subs = xb.chunks_exact(F::SUB).zip(s.levels.chunks_exact(F::SUB));
         for (j, (xs, ls)) in subs.enumerate() {
+            let (d, products) = (s.scales[j], lane_products(ls, xs));
             if F::HAS_MIN {
-                let (qx, sx) = dot_and_sum(ls, xs);
-                total += s.scales[j] * qx + s.mins[j] * sx;
+                let (m, sums) = (s.mins[j], lane_sums(xs));
+                for i in 0..LANES {
+                    acc[i] += d * products[i] + m * sums[i];
+                }
             } else {
-                total += s.scales[j] * dot_lanes(ls, xs);
+                for i in 0..LANES {
+                    acc[i] += d * products[i];
+                }
             }
         }
     }
-    total
+    acc.iter().sum()
 }
 
 fn bytes_n<const N: usize>(b: &[u8], at: usize) -> &[u8; N] {
@@ -317,15 +333,19 @@ fn bytes_n<const N: usize>(b: &[u8], at: usize) -> &[u8; N] {
         .expect("block slices have fixed length")
 }
 
-/// Levels of a 32-element block with nibbles in `qs` (low nibbles first) and an optional fifth
-/// bit per element in the 32-bit little-endian `qh`, minus `bias`.
+/// Levels of a 32-element block with nibbles in `qs` (low nibbles first) and, when `HIGH`, a
+/// fifth bit per element in the 32-bit little-endian `qh`, minus `bias`.
 #[inline(always)]
-fn legacy_levels(qs: &[u8; 16], qh: u32, bias: f32, levels: &mut [f32]) {
-    for j in 0..16 {
-        let hi0 = ((qh >> j) & 1) << 4;
-        let hi1 = ((qh >> (j + 16)) & 1) << 4;
-        levels[j] = ((qs[j] as u32 & 0xF) | hi0) as f32 - bias;
-        levels[j + 16] = ((qs[j] as u32 >> 4) | hi1) as f32 - bias;
+fn legacy_levels<const HIGH: bool>(qs: &[u8; 16], qh: u32, bias: f32, levels: &mut [f32]) {
+    let (first, second) = levels.split_at_mut(16);
+    for (j, ((l0, l1), &q)) in first.iter_mut().zip(second).zip(qs).enumerate() {
+        let (mut lo, mut hi) = ((q & 0xF) as u32, (q >> 4) as u32);
+        if HIGH {
+            lo |= ((qh >> j) & 1) << 4;
+            hi |= ((qh >> (j + 16)) & 1) << 4;
+        }
+        *l0 = lo as f32 - bias;
+        *l1 = hi as f32 - bias;
     }
 }
 
@@ -337,7 +357,7 @@ impl BlockFormat for Q4_0 {
     const HAS_MIN: bool = false;
     fn decode(b: &[u8], levels: &mut [f32], scales: &mut [f32], _: &mut [f32]) {
         scales[0] = f16_at(b, 0);
-        legacy_levels(bytes_n(b, 2), 0, 8.0, levels);
+        legacy_levels::<false>(bytes_n(b, 2), 0, 8.0, levels);
     }
 }
 
@@ -350,7 +370,7 @@ impl BlockFormat for Q4_1 {
     fn decode(b: &[u8], levels: &mut [f32], scales: &mut [f32], mins: &mut [f32]) {
         scales[0] = f16_at(b, 0);
         mins[0] = f16_at(b, 2);
-        legacy_levels(bytes_n(b, 4), 0, 0.0, levels);
+        legacy_levels::<false>(bytes_n(b, 4), 0, 0.0, levels);
     }
 }
 
@@ -363,7 +383,7 @@ impl BlockFormat for Q5_0 {
     fn decode(b: &[u8], levels: &mut [f32], scales: &mut [f32], _: &mut [f32]) {
         scales[0] = f16_at(b, 0);
         let qh = u32::from_le_bytes(*bytes_n(b, 2));
-        legacy_levels(bytes_n(b, 6), qh, 16.0, levels);
+        legacy_levels::<true>(bytes_n(b, 6), qh, 16.0, levels);
     }
 }
 
@@ -377,7 +397,7 @@ impl BlockFormat for Q5_1 {
         scales[0] = f16_at(b, 0);
         mins[0] = f16_at(b, 2);
         let qh = u32::from_le_bytes(*bytes_n(b, 4));
-        legacy_levels(bytes_n(b, 8), qh, 0.0, levels);
+        legacy_levels::<true>(bytes_n(b, 8), qh, 0.0, levels);
     }
 }
 
@@ -409,10 +429,12 @@ impl BlockFormat for Q2K {
             mins[j] = -(dmin * (sc >> 4) as f32);
         }
         let qs = bytes_n::<64>(b, 16);
-        // Element n*128 + j*32 + l holds bits 2j..2j+2 of qs[n*32 + l].
-        for (i, l) in levels.iter_mut().enumerate() {
-            let (n, j, k) = (i / 128, (i / 32) % 4, i % 32);
-            *l = ((qs[n * 32 + k] >> (2 * j)) & 3) as f32;
+        // Group g = n*4 + j of 32 elements holds bits 2j..2j+2 of qs[n*32..n*32 + 32].
+        for (g, dst) in levels.chunks_exact_mut(32).enumerate() {
+            let (src, shift) = (bytes_n::<32>(qs, (g / 4) * 32), 2 * (g % 4));
+            for (l, &q) in dst.iter_mut().zip(src) {
+                *l = ((q >> shift) & 3) as f32;
+            }
         }
     }
 }
@@ -432,13 +454,14 @@ impl BlockFormat for Q3K {
         }
         let hmask = bytes_n::<32>(b, 0);
         let qs = bytes_n::<64>(b, 32);
-        // Element n*128 + j*32 + k: two low bits as in Q2_K, the third bit is bit n*4 + j of
-        // hmask[k], and a clear third bit means "subtract 4".
-        for (i, l) in levels.iter_mut().enumerate() {
-            let (n, j, k) = (i / 128, (i / 32) % 4, i % 32);
-            let low = ((qs[n * 32 + k] >> (2 * j)) & 3) as i32;
-            let high = (hmask[k] >> (n * 4 + j)) & 1;
-            *l = (low - if high == 1 { 0 } else { 4 }) as f32;
+        // Group g of 32 elements: two low bits as in Q2_K, the third bit is bit g of hmask[k],
+        // and a clear third bit means "subtract 4".
+        for (g, dst) in levels.chunks_exact_mut(32).enumerate() {
+            let (src, shift) = (bytes_n::<32>(qs, (g / 4) * 32), 2 * (g % 4));
+            for ((l, &q), &h) in dst.iter_mut().zip(src).zip(hmask) {
+                let high = ((h >> g) & 1) as i32;
+                *l = (((q >> shift) & 3) as i32 - 4 + 4 * high) as f32;
+            }
         }
     }
 }
@@ -486,10 +509,12 @@ impl BlockFormat for Q4K {
     fn decode(b: &[u8], levels: &mut [f32], scales: &mut [f32], mins: &mut [f32]) {
         k4_scales(b, scales, mins);
         let qs = bytes_n::<128>(b, 16);
-        // Element c*64 + h*32 + k is nibble h of qs[c*32 + k].
-        for (i, l) in levels.iter_mut().enumerate() {
-            let (c, h, k) = (i / 64, (i / 32) % 2, i % 32);
-            *l = ((qs[c * 32 + k] >> (4 * h)) & 0xF) as f32;
+        // Group g = c*2 + h of 32 elements is nibble h of qs[c*32..c*32 + 32].
+        for (g, dst) in levels.chunks_exact_mut(32).enumerate() {
+            let (src, shift) = (bytes_n::<32>(qs, (g / 2) * 32), 4 * (g % 2));
+            for (l, &q) in dst.iter_mut().zip(src) {
+                *l = ((q >> shift) & 0xF) as f32;
+            }
         }
     }
 }
@@ -504,12 +529,12 @@ impl BlockFormat for Q5K {
         k4_scales(b, scales, mins);
         let qh = bytes_n::<32>(b, 16);
         let qs = bytes_n::<128>(b, 48);
-        // As Q4_K, plus bit i/32 of qh[k] as the fifth bit.
-        for (i, l) in levels.iter_mut().enumerate() {
-            let (c, h, k) = (i / 64, (i / 32) % 2, i % 32);
-            let low = (qs[c * 32 + k] >> (4 * h)) & 0xF;
-            let high = ((qh[k] >> (i / 32)) & 1) << 4;
-            *l = (low | high) as f32;
+        // As Q4_K, plus bit g of qh[k] as the fifth bit of group g.
+        for (g, dst) in levels.chunks_exact_mut(32).enumerate() {
+            let (src, shift) = (bytes_n::<32>(qs, (g / 2) * 32), 4 * (g % 2));
+            for ((l, &q), &h) in dst.iter_mut().zip(src).zip(qh) {
+                *l = (((q >> shift) & 0xF) | (((h >> g) & 1) << 4)) as f32;
+            }
         }
     }
 }
@@ -527,13 +552,17 @@ impl BlockFormat for Q6K {
         }
         let ql = bytes_n::<128>(b, 0);
         let qh = bytes_n::<64>(b, 128);
-        // Element n*128 + g*32 + k: low nibble g/2 of ql[n*64 + (g%2)*32 + k], high two bits
-        // g of qh[n*32 + k].
-        for (i, l) in levels.iter_mut().enumerate() {
-            let (n, g, k) = (i / 128, (i / 32) % 4, i % 32);
-            let low = (ql[n * 64 + (g % 2) * 32 + k] >> (4 * (g / 2))) & 0xF;
-            let high = ((qh[n * 32 + k] >> (2 * g)) & 3) << 4;
-            *l = ((low | high) as i32 - 32) as f32;
+        // Group n*4 + j of 32 elements: nibble j/2 of ql[n*64 + (j%2)*32 + k] and bit pair j
+        // of qh[n*32 + k].
+        for (g, dst) in levels.chunks_exact_mut(32).enumerate() {
+            let (n, j) = (g / 4, g % 4);
+            let low = bytes_n::<32>(ql, n * 64 + (j % 2) * 32);
+            let high = bytes_n::<32>(qh, n * 32);
+            let (low_shift, high_shift) = (4 * (j / 2), 2 * j);
+            for ((l, &lo), &hi) in dst.iter_mut().zip(low).zip(high) {
+                let q = ((lo >> low_shift) & 0xF) | (((hi >> high_shift) & 3) << 4);
+                *l = (q as i32 - 32) as f32;
+            }
         }
     }
 }

@@ -179,7 +179,7 @@ impl Builder<'_> {
                 let wlen = self.dim(&l.args[1], in_block, 0)?;
                 let per_head = l.op == "head_rmsnorm";
                 let expect = if per_head { head_dim } else { self.width(x) };
-                if wlen != expect || (per_head && self.width(x) % head_dim != 0) {
+                if wlen != expect || (per_head && !self.width(x).is_multiple_of(head_dim)) {
                     return Err(format!(
                         "norm weight '{}' has {wlen} values, the input '{}' needs {expect}",
                         l.args[1], l.args[0]
@@ -233,7 +233,7 @@ impl Builder<'_> {
             "rope" => {
                 Self::arity(l, 1, 1)?;
                 let x = self.input(&l.args[0])?;
-                if self.width(x) % head_dim != 0 {
+                if !self.width(x).is_multiple_of(head_dim) {
                     return Err(format!("rope input '{}' is not a whole number of heads", l.args[0]));
                 }
                 let out = self.output(&l.outputs[0], self.width(x))?;

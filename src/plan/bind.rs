@@ -123,7 +123,7 @@ impl Model {
 pub fn bind(plan: &Plan, file: Arc<GgufFile>) -> Result<Model, BindError> {
     let ctx = Ctx { plan, file: &file };
     let arch = file.architecture().unwrap_or("").to_string();
-    if !plan.architectures.iter().any(|a| *a == arch) {
+    if !plan.architectures.contains(&arch) {
         return Err(BindError::Architecture {
             plan: plan.name.clone(),
             file: ctx.file_name(),
@@ -152,7 +152,7 @@ pub fn bind(plan: &Plan, file: Arc<GgufFile>) -> Result<Model, BindError> {
         rope_base: values["rope_base"] as f32,
         rope_style: plan.rope.style,
     };
-    if hparams.n_head % hparams.n_kv_head != 0 {
+    if !hparams.n_head.is_multiple_of(hparams.n_kv_head) {
         return Err(ctx.hparam_err(
             "n_kv_head",
             format!(

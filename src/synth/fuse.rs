@@ -18,10 +18,7 @@ pub fn fuse_qkv(src: &GgufFile, plan: &Plan) -> Result<GgufWriter, SynthError> {
     }
     let mut consumed = std::collections::HashSet::new();
     let mut i = 0;
-    loop {
-        let Some(q) = name_of("attn_q", i).and_then(|n| src.tensor(&n)) else {
-            break;
-        };
+    while let Some(q) = name_of("attn_q", i).and_then(|n| src.tensor(&n)) {
         for (parts, fused) in [
             (["attn_q", "attn_k", "attn_v"], "attn_qkv"),
             (

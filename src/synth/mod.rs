@@ -58,7 +58,7 @@ impl WeightMix {
 /// K-quants need rows of whole 256-blocks; like llama-quantize, rows that are not fall back to
 /// the nearest 32-block format.
 pub(crate) fn fit_type(ty: GgmlType, row_len: u64) -> GgmlType {
-    if row_len % ty.block_size() == 0 {
+    if row_len.is_multiple_of(ty.block_size()) {
         return ty;
     }
     match ty {

@@ -1,0 +1,91 @@
+#!/usr/bin/env bash
+# One device session in two calls (the SmolLM2 file travels in two halves, see
+# tools/device/pack.sh). Builds nothing of ours: the binaries come prebuilt in .devbin/.
+#   phase1: start the llama.cpp CUDA build (it outlives the call), write the synthetic models,
+#           run the GPU test binaries and `rocmforge verify` on the synthetic models.
+#   phase2: join SmolLM2, verify it, then bench every model with rocmforge and llama-bench
+#           side by side on this card, and write the comparison table.
+# Everything persists under /tmp/rf while the machine stays warm; results land in $OUT.
+set -uo pipefail
+cd "$(dirname "$0")/../.."
+W=/tmp/rf
+OUT=${OUT:-$W/out}
+mkdir -p "$W/models" "$W/logs" "$OUT"
+export LD_LIBRARY_PATH=/usr/local/cuda/lib64${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
+export ROCMFORGE_CUDA_INCLUDE=/usr/local/cuda/include ROCMFORGE_CACHE_DIR=$W/kcache RUST_BACKTRACE=1
+chmod +x .devbin/* 2>/dev/null
+RF=.devbin/rocmforge
+S=$W/logs/summary.md
+log() { echo "[$(date -u +%T)] $*" | tee -a "$W/logs/session.log"; }
+M=$W/models
+
+synth() { # name preset type [extra args]
+    local name=$1 preset=$2 ty=$3; shift 3
+    [ -f "$M/$name.gguf" ] || $RF synth --preset "$preset" --type "$ty" --out "$M/$name.gguf" "$@" >> "$W/logs/synth.log" 2>&1
+}
+
+verify() { # model [extra args]
+    local m=$1; shift
+    echo "### verify $m" >> "$W/logs/verify.log"
+    if timeout 300 $RF verify --gguf "$M/$m.gguf" --device cuda "$@" >> "$W/logs/verify.log" 2>&1; then
+        echo "| $m | ok | $(grep -E '^cuda.*logits' "$W/logs/verify.log" | tail -1 | sed 's/.*positions: //') | $(grep '^greedy' "$W/logs/verify.log" | tail -1) |" >> "$S"
+    else
+        echo "| $m | FAILED | $(tail -1 "$W/logs/verify.log") | |" >> "$S"
+    fi
+}
+
+case ${1:-} in
+phase1)
+    nvidia-smi > "$W/logs/nvidia-smi.txt" 2>&1
+    log "llama.cpp CUDA build starts"
+    mkdir -p "$W/llama" && tar xJf .devcarry/llamacpp-src.tar.xz -C "$W/llama"
+    setsid nohup bash -c "cmake -S $W/llama -B $W/llama/build -G Ninja -DCMAKE_BUILD_TYPE=Release \
+        -DGGML_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES=90 -DLLAMA_BUILD_APP=OFF -DLLAMA_BUILD_TESTS=OFF \
+        -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_SERVER=OFF -DLLAMA_CURL=OFF -DLLAMA_OPENSSL=OFF \
+        && cmake --build $W/llama/build -j 12 --target llama-bench; echo BUILD_EXIT \$?" \
+        > "$W/logs/llama-build.log" 2>&1 < /dev/null &
+    cp .devcarry/smol.part1 "$W/"
+    log "synthetic models"
+    for t in Q8_0 Q4_0 Q4_K_M F16; do
+        synth "qwen05-$t" qwen2.5-0.5b $t
+        synth "l8b4-$t" llama3-8b $t --layers 4
+    done
+    # Full 8B models for the benchmark: written in the background while the tests run.
+    setsid nohup bash -c "for t in Q4_0 Q4_K_M Q8_0; do [ -f $M/l8b-\$t.gguf ] || $RF synth --preset llama3-8b --type \$t --out $M/l8b-\$t.gguf; done; echo SYNTH_DONE" \
+        > "$W/logs/synth8b.log" 2>&1 < /dev/null &
+    log "GPU test binaries"
+    OUT=$W/gpucheck tools/device/gpu-check.sh .devbin > "$W/logs/gpu-check.log" 2>&1
+    echo "## GPU tests" >> "$S"; cat "$W/gpucheck/summary.txt" >> "$S" 2>/dev/null
+    echo -e "\n## verify: GPU vs CPU reference\n| model | result | logits | greedy |\n|---|---|---|---|" >> "$S"
+    for t in Q8_0 Q4_0 Q4_K_M F16; do verify "qwen05-$t"; verify "l8b4-$t" --gen-tokens 64; done
+    log "phase1 done"
+    ;;
+phase2)
+    cat "$W/smol.part1" .devcarry/smol.part2 > "$M/smollm2.gguf"
+    sha256sum "$M/smollm2.gguf" | tee -a "$W/logs/session.log"
+    verify smollm2
+    log "waiting for llama.cpp and the 8B models"
+    for _ in $(seq 120); do grep -q BUILD_EXIT "$W/logs/llama-build.log" && grep -q SYNTH_DONE "$W/logs/synth8b.log" && break; sleep 2; done
+    tail -2 "$W/logs/llama-build.log" "$W/logs/synth8b.log" >> "$W/logs/session.log"
+    LB=$W/llama/build/bin/llama-bench
+    echo -e "\n## bench (tok/s, median of 5; rocmforge / llama.cpp on this card)\n| model | rocmforge pp512 | llama.cpp pp512 | ratio | rocmforge tg128 | llama.cpp tg128 | ratio | roofline share |\n|---|---|---|---|---|---|---|---|" >> "$S"
+    for m in smollm2 qwen05-Q8_0 qwen05-Q4_0 qwen05-Q4_K_M l8b-Q4_0 l8b-Q4_K_M l8b-Q8_0; do
+        [ -f "$M/$m.gguf" ] || { echo "| $m | missing | | | | | | |" >> "$S"; continue; }
+        log "bench $m"
+        timeout 240 $RF bench --gguf "$M/$m.gguf" --device cuda -p 512 -n 128 -r 5 --json "$W/logs/rf-$m.json" > "$W/logs/rf-$m.txt" 2>&1
+        timeout 240 $LB -m "$M/$m.gguf" -ngl 99 -fa 1 -p 512 -n 128 -r 5 -o json > "$W/logs/lc-$m.json" 2> "$W/logs/lc-$m.err"
+        python3 tools/device/compare.py "$m" "$W/logs/rf-$m.json" "$W/logs/lc-$m.json" >> "$S"
+    done
+    log "time to first token, cold and warm cache (qwen2.5-0.5b Q4_0)"
+    rm -rf "$W/kcache-cold"
+    for run in cold warm; do
+        ROCMFORGE_CACHE_DIR=$W/kcache-cold timeout 120 $RF bench --gguf "$M/qwen05-Q4_0.gguf" --device cuda -p 16 -n 4 -r 1 2>&1 \
+            | grep 'time to first token' | sed "s/^/$run: /" >> "$S"
+    done
+    log "phase2 done"
+    ;;
+*) echo "usage: $0 phase1|phase2"; exit 2 ;;
+esac
+cp "$S" "$OUT/summary.md" 2>/dev/null
+tar czf "$OUT/logs.tgz" -C "$W" logs gpucheck 2>/dev/null
+cat "$S"
