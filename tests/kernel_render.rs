@@ -53,14 +53,12 @@ fn every_kernel_renders_for_every_shape_format_and_target() {
     let renderer = Renderer::embedded().unwrap();
     for arch in TARGETS {
         let t = target(arch);
-        for i in 0..SHAPES.len() {
+        for (i, (shape_name, ..)) in SHAPES.iter().enumerate() {
             for format in gpu_formats() {
                 let shape = ModelShape::decoder(&hparams(i), 2, format, i == 2);
                 let set =
                     kernels_for_shape(&shape, &t, &TuningChoice::defaults(), N_CTX, &renderer)
-                        .unwrap_or_else(|e| {
-                            panic!("{} {} {arch}: {e}", SHAPES[i].0, format.name())
-                        });
+                        .unwrap_or_else(|e| panic!("{shape_name} {} {arch}: {e}", format.name()));
                 let mut names = BTreeSet::new();
                 for k in &set.kernels {
                     assert!(
@@ -110,7 +108,7 @@ fn every_kernel_renders_for_every_shape_format_and_target() {
 fn kernel_set_has_one_kernel_per_distinct_matmul_problem() {
     let renderer = Renderer::embedded().unwrap();
     let t = target("sm_90");
-    for i in 0..SHAPES.len() {
+    for (i, (shape_name, ..)) in SHAPES.iter().enumerate() {
         let shape = ModelShape::decoder(&hparams(i), 3, GgmlType::Q8_0, false);
         let set =
             kernels_for_shape(&shape, &t, &TuningChoice::defaults(), N_CTX, &renderer).unwrap();
@@ -130,13 +128,13 @@ fn kernel_set_has_one_kernel_per_distinct_matmul_problem() {
             count(KernelKind::MatmulGemv),
             problems.len(),
             "{}",
-            SHAPES[i].0
+            shape_name
         );
         assert_eq!(
             count(KernelKind::MatmulGemm),
             problems.len(),
             "{}",
-            SHAPES[i].0
+            shape_name
         );
         assert_eq!(
             count(KernelKind::Attention),
