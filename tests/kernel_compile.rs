@@ -13,7 +13,7 @@
 use std::collections::BTreeMap;
 
 use rocmforge::codegen::cache::{compile_all, KernelCache};
-use rocmforge::codegen::compiler::{compiler_for, Target};
+use rocmforge::codegen::compiler::{compiler_for, Platform, Target};
 use rocmforge::codegen::context::Tunable;
 use rocmforge::codegen::ops::rope::RotaryPairs;
 use rocmforge::codegen::ops::{EmbedContext, GemmContext, GemvContext};
@@ -166,7 +166,18 @@ fn every_kernel_compiles_for_every_reference_target() {
         let specs: Vec<KernelSpec> = kernels(&target, &renderer).into_values().collect();
         let sources: Vec<_> = specs.iter().map(KernelSpec::to_source).collect();
         let started = std::time::Instant::now();
-        let results = compile_all(&cache, compiler.as_ref(), &target, &sources);
+        // HIPRTC 5.2 is not safe to call from several threads at once (seen here: "No available
+        // targets are compatible with triple amdgcn-amd-amdhsa", and heap corruption), and on two
+        // cores parallel compiles gain nothing: compile HIP kernels one at a time.
+        let threads = match target.platform {
+            Platform::Hip => 1,
+            Platform::Cuda => rayon::current_num_threads(),
+        };
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .unwrap();
+        let results = pool.install(|| compile_all(&cache, compiler.as_ref(), &target, &sources));
         let mut compiled = 0;
         let mut hits = 0;
         let mut max_registers = (0, String::new());

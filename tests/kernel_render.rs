@@ -53,14 +53,12 @@ fn every_kernel_renders_for_every_shape_format_and_target() {
     let renderer = Renderer::embedded().unwrap();
     for arch in TARGETS {
         let t = target(arch);
-        for i in 0..SHAPES.len() {
+        for (i, (shape_name, ..)) in SHAPES.iter().enumerate() {
             for format in gpu_formats() {
                 let shape = ModelShape::decoder(&hparams(i), 2, format, i == 2);
                 let set =
                     kernels_for_shape(&shape, &t, &TuningChoice::defaults(), N_CTX, &renderer)
-                        .unwrap_or_else(|e| {
-                            panic!("{} {} {arch}: {e}", SHAPES[i].0, format.name())
-                        });
+                        .unwrap_or_else(|e| panic!("{shape_name} {} {arch}: {e}", format.name()));
                 let mut names = BTreeSet::new();
                 for k in &set.kernels {
                     assert!(
@@ -110,7 +108,7 @@ fn every_kernel_renders_for_every_shape_format_and_target() {
 fn kernel_set_has_one_kernel_per_distinct_matmul_problem() {
     let renderer = Renderer::embedded().unwrap();
     let t = target("sm_90");
-    for i in 0..SHAPES.len() {
+    for (i, (shape_name, ..)) in SHAPES.iter().enumerate() {
         let shape = ModelShape::decoder(&hparams(i), 3, GgmlType::Q8_0, false);
         let set =
             kernels_for_shape(&shape, &t, &TuningChoice::defaults(), N_CTX, &renderer).unwrap();
@@ -130,13 +128,13 @@ fn kernel_set_has_one_kernel_per_distinct_matmul_problem() {
             count(KernelKind::MatmulGemv),
             problems.len(),
             "{}",
-            SHAPES[i].0
+            shape_name
         );
         assert_eq!(
             count(KernelKind::MatmulGemm),
             problems.len(),
             "{}",
-            SHAPES[i].0
+            shape_name
         );
         assert_eq!(
             count(KernelKind::Attention),
@@ -414,4 +412,46 @@ fn every_weight_format_has_a_snippet() {
             format.name()
         );
     }
+}
+
+#[test]
+fn listing_counts_the_launches_of_each_kernel() {
+    let renderer = Renderer::embedded().unwrap();
+    let layers = 3;
+    let shape = ModelShape::decoder(&hparams(0), layers, GgmlType::Q8_0, false);
+    let set = kernels_for_shape(
+        &shape,
+        &target("sm_90"),
+        &TuningChoice::defaults(),
+        N_CTX,
+        &renderer,
+    )
+    .unwrap();
+    let rows = rocmforge::codegen::listing::kernel_rows(&set, None);
+    assert_eq!(rows.len(), set.kernels.len());
+    // attn_norm and ffn_norm in every layer plus output_norm, in both phases.
+    let norm = rows
+        .iter()
+        .find(|r| r.problem == "rmsnorm width=576 rows/token=1")
+        .unwrap();
+    assert_eq!(norm.uses, (2 * layers + 1) * 2);
+    // The q projection's GEMV runs once per layer, in decode only.
+    let q = rows
+        .iter()
+        .find(|r| r.problem == "matmul_gemv Q8_0 K=576 N=576")
+        .unwrap();
+    assert_eq!(q.uses, 2 * layers, "q and attn_output share K=N=576");
+    assert_eq!(
+        rows.iter()
+            .find(|r| r.problem.starts_with("argmax"))
+            .unwrap()
+            .uses,
+        1
+    );
+    assert!(rows.iter().all(|r| r.compiled.is_none()));
+    let line = norm.to_string();
+    assert!(
+        line.contains(&norm.name) && line.contains("block"),
+        "{line}"
+    );
 }

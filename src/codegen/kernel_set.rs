@@ -32,6 +32,16 @@
 //! last block to finish: one launch, graph-replayable, but it must not run concurrently with
 //! itself (one stream).
 //!
+//! # Using a set
+//!
+//! `kernels_for_model(&model, &target, &tuning, n_ctx, &renderer)` (or `kernels_for_shape` for a
+//! shape without a file) renders every distinct kernel once. `for_step(StepAt, n_tokens)` gives
+//! the kernels of a program step in launch order, choosing the decode or prefill variants by
+//! `Phase::of(n_tokens)`; `argmax()` is the greedy-sampling kernel. To compile:
+//! `cache::compile_all(&cache, compiler, &target, &set.sources())`; `listing::kernel_rows(&set,
+//! Some(&results))` is the table `rocmforge kernels` prints. Tuning: each kernel's `problem` is
+//! the key of `TuningChoice::pick(problem, candidate)`; `candidates` says how many there are.
+//!
 //! # Template conventions
 //!
 //! `templates/<op>.hip.tera` is one op family, rendered with its context struct (`ops/`) plus

@@ -143,6 +143,14 @@ impl Tunable for GemvContext {
                 tokens: 1,
             });
         }
+        // Batched decode (a few tokens per launch) reads each weight once for all of them.
+        for tokens in [2, 4] {
+            list.push(GemvKnobs {
+                rows_per_block: 4,
+                split_k: 1,
+                tokens,
+            });
+        }
         valid_candidates(self, list)
     }
     fn with_knobs(&self, knobs: &GemvKnobs) -> Self {

@@ -1,0 +1,249 @@
+//! Runs generated kernels on the host: the rendered HIP source is compiled as C++20 with a shim
+//! that executes each block as real threads (`__syncthreads` is a block barrier, warp shuffles
+//! exchange through memory between two warp barriers), blocks one after another. Slow and only
+//! for small shapes, but it executes the exact kernel code, so indexing, reductions, split-K and
+//! the flash-decoding merge are checked against the CPU engine without a GPU.
+#![allow(dead_code)]
+
+use std::fmt::Write as _;
+use std::path::PathBuf;
+use std::process::Command;
+
+use rocmforge::codegen::KernelSpec;
+
+const SHIM: &str = r#"
+#include <atomic>
+#include <barrier>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <memory>
+#include <thread>
+#include <vector>
+#define __device__
+#define __global__
+#define __forceinline__ inline
+#define __restrict__
+#define __shared__ static
+#define __launch_bounds__(...)
+struct dim3 { unsigned x = 1, y = 1, z = 1; };
+struct alignas(16) uint4 { unsigned x, y, z, w; };
+struct alignas(16) float4 { float x, y, z, w; };
+static inline float4 make_float4(float a, float b, float c, float d) { return float4{a, b, c, d}; }
+struct __half { unsigned short bits; };
+static inline __half __ushort_as_half(unsigned short b) { return __half{b}; }
+static inline float __half2float(__half h) { _Float16 f; std::memcpy(&f, &h.bits, 2); return (float)f; }
+static inline __half __float2half(float v) { _Float16 f = (_Float16)v; __half h; std::memcpy(&h.bits, &f, 2); return h; }
+static inline float __uint_as_float(unsigned u) { float f; std::memcpy(&f, &u, 4); return f; }
+static inline float __int_as_float(int u) { float f; std::memcpy(&f, &u, 4); return f; }
+static inline int min(int a, int b) { return a < b ? a : b; }
+static inline unsigned atomicAdd(unsigned* p, unsigned v) { return __atomic_fetch_add(p, v, __ATOMIC_SEQ_CST); }
+static inline void __threadfence() { std::atomic_thread_fence(std::memory_order_seq_cst); }
+
+thread_local dim3 threadIdx, blockIdx;
+thread_local int sim_tid;
+static dim3 blockDim, gridDim;
+static std::barrier<>* sim_block_barrier;
+static std::vector<std::unique_ptr<std::barrier<>>> sim_warp_barriers;
+static unsigned long long sim_exchange[1024];
+static int sim_warp = 32;
+
+static inline void __syncthreads() { sim_block_barrier->arrive_and_wait(); }
+template <class T> static T __shfl_xor(T v, int mask, int width) {
+    const int lane = sim_tid % width, base = sim_tid - lane;
+    std::barrier<>& bar = *sim_warp_barriers[sim_tid / width];
+    unsigned long long raw = 0;
+    std::memcpy(&raw, &v, sizeof(T));
+    sim_exchange[sim_tid] = raw;
+    bar.arrive_and_wait();
+    raw = sim_exchange[base + (lane ^ mask)];
+    bar.arrive_and_wait();
+    T out;
+    std::memcpy(&out, &raw, sizeof(T));
+    return out;
+}
+
+template <class F> static void sim_launch(dim3 grid, dim3 block, int warp, F kernel) {
+    gridDim = grid;
+    blockDim = block;
+    sim_warp = warp;
+    const int n = block.x * block.y * block.z;
+    for (unsigned bz = 0; bz < grid.z; ++bz)
+    for (unsigned by = 0; by < grid.y; ++by)
+    for (unsigned bx = 0; bx < grid.x; ++bx) {
+        std::barrier<> block_barrier(n);
+        sim_block_barrier = &block_barrier;
+        sim_warp_barriers.clear();
+        for (int w = 0; w < (n + warp - 1) / warp; ++w) sim_warp_barriers.push_back(std::make_unique<std::barrier<>>(warp));
+        std::vector<std::thread> threads;
+        for (int t = 0; t < n; ++t) {
+            threads.emplace_back([&, t] {
+                sim_tid = t;
+                threadIdx = dim3{(unsigned)(t % block.x), (unsigned)((t / block.x) % block.y), (unsigned)(t / (block.x * block.y))};
+                blockIdx = dim3{bx, by, bz};
+                kernel();
+                // A thread that returned early must not hold back the barriers of the others.
+                sim_block_barrier->arrive_and_drop();
+                sim_warp_barriers[t / warp]->arrive_and_drop();
+            });
+        }
+        for (auto& th : threads) th.join();
+    }
+}
+
+static std::vector<unsigned char*> sim_read(const char* path, std::vector<size_t>& lens) {
+    FILE* f = std::fopen(path, "rb");
+    unsigned count = 0;
+    if (std::fread(&count, 4, 1, f) != 1) std::abort();
+    std::vector<unsigned char*> bufs;
+    for (unsigned i = 0; i < count; ++i) {
+        unsigned long long len = 0;
+        if (std::fread(&len, 8, 1, f) != 1) std::abort();
+        unsigned char* p = (unsigned char*)std::aligned_alloc(64, ((len + 63) / 64 + 1) * 64);
+        if (len && std::fread(p, 1, len, f) != len) std::abort();
+        bufs.push_back(p);
+        lens.push_back(len);
+    }
+    std::fclose(f);
+    return bufs;
+}
+
+static void sim_write(const char* path, const std::vector<unsigned char*>& bufs, const std::vector<size_t>& lens) {
+    FILE* f = std::fopen(path, "wb");
+    for (size_t i = 0; i < bufs.size(); ++i) std::fwrite(bufs[i], 1, lens[i], f);
+    std::fclose(f);
+}
+"#;
+
+/// One launch: the kernel, its launch geometry, its buffers, and the call with buffers `B[i]`.
+pub struct Launch {
+    pub spec: KernelSpec,
+    pub n_tokens: u32,
+    /// C++ call arguments, e.g. `(const float*)B[0], (float*)B[1], n_tokens`.
+    pub args: String,
+    pub buffers: Vec<Vec<u8>>,
+}
+
+/// Builds one program holding every launch's kernel (each in its own namespace), runs each launch
+/// and replaces its buffers with their contents afterwards. None (reason printed) without a host
+/// C++20 compiler.
+pub fn run(name: &str, launches: &mut [Launch]) -> Option<()> {
+    let dir =
+        std::env::temp_dir().join(format!("rocmforge-host-sim-{name}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut src = SHIM.to_string();
+    let mut cases = String::new();
+    // extern "C" entry points must be unique: one namespace per distinct kernel.
+    let mut namespaces: Vec<&str> = Vec::new();
+    for (i, l) in launches.iter().enumerate() {
+        let ns = match namespaces.iter().position(|n| *n == l.spec.name) {
+            Some(at) => at,
+            None => {
+                writeln!(
+                    src,
+                    "namespace k{} {{\n{}\n}}",
+                    namespaces.len(),
+                    l.spec.source
+                )
+                .unwrap();
+                namespaces.push(&l.spec.name);
+                namespaces.len() - 1
+            }
+        };
+        let (gx, gy, gz) = l.spec.grid(l.n_tokens);
+        let (bx, by, bz) = l.spec.block;
+        writeln!(
+            cases,
+            "    case {i}: {{ const int n_tokens = {n}; (void)n_tokens; sim_launch(dim3{{{gx}, {gy}, {gz}}}, dim3{{{bx}, {by}, {bz}}}, k{ns}::WARP_SIZE, [&] {{ k{ns}::{name}({args}); }}); break; }}",
+            n = l.n_tokens,
+            name = l.spec.name,
+            args = l.args
+        )
+        .unwrap();
+    }
+    write!(
+        src,
+        "int main(int argc, char** argv) {{\n    std::vector<size_t> lens;\n    std::vector<unsigned char*> B = sim_read(argv[2], lens);\n    switch (std::atoi(argv[1])) {{\n{cases}    default: return 2;\n    }}\n    sim_write(argv[3], B, lens);\n}}\n"
+    )
+    .unwrap();
+    let cpp = dir.join("sim.cpp");
+    let exe = dir.join("sim");
+    std::fs::write(&cpp, &src).unwrap();
+    let compiler = std::env::var("CXX").unwrap_or_else(|_| "c++".to_string());
+    let built = match Command::new(&compiler)
+        .args(["-std=c++20", "-O1", "-pthread", "-w", "-o"])
+        .arg(&exe)
+        .arg(&cpp)
+        .output()
+    {
+        Ok(out) => out,
+        Err(e) => {
+            eprintln!("skipped: no host C++ compiler ({compiler}: {e})");
+            return None;
+        }
+    };
+    if !built.status.success() {
+        let err = String::from_utf8_lossy(&built.stderr);
+        if err.contains("<barrier>") || err.contains("_Float16") {
+            eprintln!("skipped: host C++ compiler lacks C++20 <barrier> or _Float16:\n{err}");
+            return None;
+        }
+        panic!("host build failed ({}):\n{err}", cpp.display());
+    }
+    for (i, l) in launches.iter_mut().enumerate() {
+        let input: PathBuf = dir.join(format!("in{i}.bin"));
+        let output: PathBuf = dir.join(format!("out{i}.bin"));
+        let mut bytes = (l.buffers.len() as u32).to_le_bytes().to_vec();
+        for b in &l.buffers {
+            bytes.extend((b.len() as u64).to_le_bytes());
+            bytes.extend(b);
+        }
+        std::fs::write(&input, bytes).unwrap();
+        let run = Command::new(&exe)
+            .arg(i.to_string())
+            .arg(&input)
+            .arg(&output)
+            .output()
+            .unwrap();
+        assert!(
+            run.status.success(),
+            "{}: {}",
+            l.spec.name,
+            String::from_utf8_lossy(&run.stderr)
+        );
+        let out = std::fs::read(&output).unwrap();
+        let mut at = 0;
+        for b in &mut l.buffers {
+            let len = b.len();
+            b.copy_from_slice(&out[at..at + len]);
+            at += len;
+        }
+    }
+    std::fs::remove_dir_all(&dir).ok();
+    Some(())
+}
+
+pub fn f32_bytes(v: &[f32]) -> Vec<u8> {
+    v.iter().flat_map(|x| x.to_le_bytes()).collect()
+}
+
+pub fn bytes_f32(b: &[u8]) -> Vec<f32> {
+    b.chunks_exact(4)
+        .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
+        .collect()
+}
+
+pub fn i32_bytes(v: &[i32]) -> Vec<u8> {
+    v.iter().flat_map(|x| x.to_le_bytes()).collect()
+}
+
+/// Largest |got - want| relative to the largest |want| (at least 1).
+pub fn max_rel_err(got: &[f32], want: &[f32]) -> f32 {
+    assert_eq!(got.len(), want.len());
+    let scale = want.iter().fold(1f32, |m, v| m.max(v.abs()));
+    got.iter()
+        .zip(want)
+        .map(|(g, w)| (g - w).abs() / scale)
+        .fold(0.0, f32::max)
+}
