@@ -60,7 +60,7 @@ fn cubin_for(runtime: &dyn GpuRuntime, source: &str) -> Vec<u8> {
     use cudarc::nvrtc::{result, sys};
     let src = CString::new(source).unwrap();
     let prog = result::create_program(&src, None).expect("nvrtcCreateProgram");
-    let arch = format!("--gpu-arch={}", runtime.info().arch);
+    let arch = format!("--gpu-architecture={}", runtime.info().arch);
     // SAFETY: `prog` is a live program; options are plain strings.
     let compiled = unsafe { result::compile_program(prog, &[arch]) };
     if compiled.is_err() {

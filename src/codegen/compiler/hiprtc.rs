@@ -275,6 +275,11 @@ impl Compiler for HiprtcCompiler {
         let options = options_cstrings(src, &options)?;
         let option_ptrs: Vec<*const c_char> = options.iter().map(|o| o.as_ptr()).collect();
 
+        // ROCm 5.2's HIPRTC corrupts its own state when programs compile on several threads at
+        // once (seen: "No available targets are compatible with triple amdgcn-amd-amdhsa" and a
+        // heap abort), so compiles through it are serialized.
+        static HIPRTC_LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+        let _serial = HIPRTC_LOCK.lock().unwrap_or_else(|e| e.into_inner());
         let started = Instant::now();
         let mut program: Program = std::ptr::null_mut();
         // SAFETY: source and name are NUL-terminated and outlive the program (dropped after
