@@ -9,6 +9,7 @@ fn main() -> ExitCode {
         Command::Synth(a) => rocmforge::cli::synth::run(a),
         Command::Run(a) => rocmforge::cli::run::run(a),
         Command::Bench(a) => rocmforge::cli::bench::run(a),
+        Command::Kernels(a) => rocmforge::cli::kernels::run(a),
         Command::Verify(a) => rocmforge::cli::verify::run(a),
     };
     match result {

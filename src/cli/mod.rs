@@ -2,6 +2,7 @@
 
 pub mod bench;
 pub mod inspect;
+pub mod kernels;
 pub mod run;
 pub mod synth;
 pub mod verify;
@@ -35,6 +36,8 @@ pub enum Command {
     Run(run::RunArgs),
     /// Measure prompt processing and generation speed (llama-bench style) and the roofline
     Bench(bench::BenchArgs),
+    /// Render (and with --check compile) every kernel a model needs for a target; no GPU needed
+    Kernels(kernels::KernelsArgs),
     /// Check a GPU backend against the CPU reference on a model: logits and greedy generations
     Verify(verify::VerifyArgs),
 }
