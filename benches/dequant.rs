@@ -19,10 +19,16 @@ fn formats(c: &mut Criterion) {
         let w = random_blocks(ty, K * ROWS, &mut rng, 0.05);
         let row_bytes = w.len() / ROWS;
         group.bench_function(format!("dot_row/{ty}"), |b| {
-            b.iter(|| w.chunks_exact(row_bytes).map(|r| dot_row(ty, r, &x)).sum::<f32>())
+            b.iter(|| {
+                w.chunks_exact(row_bytes)
+                    .map(|r| dot_row(ty, r, &x))
+                    .sum::<f32>()
+            })
         });
         let mut out = vec![0f32; K * ROWS];
-        group.bench_function(format!("dequantize/{ty}"), |b| b.iter(|| dequantize(ty, &w, &mut out).unwrap()));
+        group.bench_function(format!("dequantize/{ty}"), |b| {
+            b.iter(|| dequantize(ty, &w, &mut out).unwrap())
+        });
     }
     group.finish();
 }
