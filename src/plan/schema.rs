@@ -123,4 +123,6 @@ pub struct GraphSpec {
 pub const EMBEDDED: &[(&str, &str)] = &[
     ("llama", include_str!("../../plans/llama.toml")),
     ("qwen2", include_str!("../../plans/qwen2.toml")),
+    ("qwen3", include_str!("../../plans/qwen3.toml")),
+    ("phi3", include_str!("../../plans/phi3.toml")),
 ];
