@@ -4,6 +4,7 @@ pub mod bench;
 pub mod inspect;
 pub mod run;
 pub mod synth;
+pub mod unknown_arch;
 pub mod verify;
 
 use clap::{Parser, Subcommand};
