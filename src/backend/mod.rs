@@ -2,6 +2,11 @@
 //! executor over the `cuda` and `hip` runtimes.
 
 pub mod cpu;
+pub mod cuda;
+pub mod gpu;
+pub mod hip;
+
+pub use gpu::open_backend;
 
 #[derive(Debug, thiserror::Error)]
 pub enum BackendError {
@@ -44,21 +49,6 @@ pub trait Backend {
     /// plus written), for the roofline; None where not measured.
     fn bandwidth(&mut self) -> Option<f64> {
         None
-    }
-}
-
-/// Opens the backend a `--device` names. Asking for a device that is absent is an error, never
-/// a silent fallback; `auto` takes the first GPU it finds, else the CPU, and says which.
-pub fn open_backend(
-    device: &str,
-    model: std::sync::Arc<crate::plan::Model>,
-    n_ctx: usize,
-) -> Result<Box<dyn Backend>, BackendError> {
-    match device {
-        "cpu" | "auto" => Ok(Box::new(cpu::CpuBackend::new(model, n_ctx))),
-        other => Err(BackendError::Device(format!(
-            "unknown device '{other}' (devices: cpu, cuda[:N], hip[:N], auto)"
-        ))),
     }
 }
 

@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
-# One device session in two calls (the SmolLM2 file travels in two halves, see
-# tools/device/pack.sh). Builds nothing of ours: the binaries come prebuilt in .devbin/.
-#   phase1: start the llama.cpp CUDA build (it outlives the call), write the synthetic models,
-#           run the GPU test binaries and `rocmforge verify` on the synthetic models.
-#   phase2: join SmolLM2, verify it, then bench every model with rocmforge and llama-bench
-#           side by side on this card, and write the comparison table.
+# One device session in three back-to-back calls (one call carries at most 64 MiB: the binaries
+# and the two halves of SmolLM2 travel separately, see tools/device/pack.sh). Builds nothing of
+# ours: the binaries come prebuilt in .devbin/.
+#   phase1 (carry .devbin, .devcarry/llamacpp-src.tar.xz): start the llama.cpp CUDA build and the
+#           8B model files (both outlive the call), write the small synthetic models, run the GPU
+#           test binaries and `rocmforge verify` on the synthetic models.
+#   phase2 (carry .devcarry/smol.part1): bench the synthetic models with rocmforge and
+#           llama-bench side by side on this card.
+#   phase3 (carry .devcarry/smol.part2): join SmolLM2, verify it, bench it, time to first token.
 # Everything persists under /tmp/rf while the machine stays warm; results land in $OUT.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
@@ -13,10 +16,15 @@ OUT=${OUT:-$W/out}
 mkdir -p "$W/models" "$W/logs" "$OUT"
 export LD_LIBRARY_PATH=/usr/local/cuda/lib64${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
 export ROCMFORGE_CUDA_INCLUDE=/usr/local/cuda/include ROCMFORGE_CACHE_DIR=$W/kcache RUST_BACKTRACE=1
-chmod +x .devbin/* 2>/dev/null
-RF=.devbin/rocmforge
+mkdir -p "$W/bin" && cp .devbin/* "$W/bin/" 2>/dev/null && chmod +x "$W"/bin/*
+RF=$W/bin/rocmforge
 S=$W/logs/summary.md
-log() { echo "[$(date -u +%T)] $*" | tee -a "$W/logs/session.log"; }
+# Results are copied out at every step, so a call cut off at its limit still returns them.
+log() {
+    echo "[$(date -u +%T)] $*" | tee -a "$W/logs/session.log"
+    cp "$S" "$OUT/summary.md" 2>/dev/null
+    cp "$W/logs/session.log" "$OUT/" 2>/dev/null
+}
 M=$W/models
 
 synth() { # name preset type [extra args]
@@ -27,11 +35,20 @@ synth() { # name preset type [extra args]
 verify() { # model [extra args]
     local m=$1; shift
     echo "### verify $m" >> "$W/logs/verify.log"
-    if timeout 300 $RF verify --gguf "$M/$m.gguf" --device cuda "$@" >> "$W/logs/verify.log" 2>&1; then
+    if timeout 120 $RF verify --gguf "$M/$m.gguf" --device cuda "$@" >> "$W/logs/verify.log" 2>&1; then
         echo "| $m | ok | $(grep -E '^cuda.*logits' "$W/logs/verify.log" | tail -1 | sed 's/.*positions: //') | $(grep '^greedy' "$W/logs/verify.log" | tail -1) |" >> "$S"
     else
         echo "| $m | FAILED | $(tail -1 "$W/logs/verify.log") | |" >> "$S"
     fi
+}
+
+bench() { # model: rocmforge and llama-bench on the same card, one row of the table
+    local m=$1
+    [ -f "$M/$m.gguf" ] || { echo "| $m | missing | | | | | | |" >> "$S"; return; }
+    log "bench $m"
+    timeout 200 $RF bench --gguf "$M/$m.gguf" --device cuda -p 512 -n 128 -r 5 --json "$W/logs/rf-$m.json" > "$W/logs/rf-$m.txt" 2>&1
+    timeout 200 "$W/llama/build/bin/llama-bench" -m "$M/$m.gguf" -ngl 99 -fa 1 -p 512 -n 128 -r 5 -o json > "$W/logs/lc-$m.json" 2> "$W/logs/lc-$m.err"
+    python3 tools/device/compare.py "$m" "$W/logs/rf-$m.json" "$W/logs/lc-$m.json" >> "$S"
 }
 
 case ${1:-} in
@@ -44,7 +61,6 @@ phase1)
         -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_SERVER=OFF -DLLAMA_CURL=OFF -DLLAMA_OPENSSL=OFF \
         && cmake --build $W/llama/build -j 12 --target llama-bench; echo BUILD_EXIT \$?" \
         > "$W/logs/llama-build.log" 2>&1 < /dev/null &
-    cp .devcarry/smol.part1 "$W/"
     log "synthetic models"
     for t in Q8_0 Q4_0 Q4_K_M F16; do
         synth "qwen05-$t" qwen2.5-0.5b $t
@@ -54,37 +70,35 @@ phase1)
     setsid nohup bash -c "for t in Q4_0 Q4_K_M Q8_0; do [ -f $M/l8b-\$t.gguf ] || $RF synth --preset llama3-8b --type \$t --out $M/l8b-\$t.gguf; done; echo SYNTH_DONE" \
         > "$W/logs/synth8b.log" 2>&1 < /dev/null &
     log "GPU test binaries"
-    OUT=$W/gpucheck tools/device/gpu-check.sh .devbin > "$W/logs/gpu-check.log" 2>&1
+    OUT=$W/gpucheck timeout 300 tools/device/gpu-check.sh "$W/bin" gpu_runtime gpu_ops gpu_model > "$W/logs/gpu-check.log" 2>&1
     echo "## GPU tests" >> "$S"; cat "$W/gpucheck/summary.txt" >> "$S" 2>/dev/null
     echo -e "\n## verify: GPU vs CPU reference\n| model | result | logits | greedy |\n|---|---|---|---|" >> "$S"
     for t in Q8_0 Q4_0 Q4_K_M F16; do verify "qwen05-$t"; verify "l8b4-$t" --gen-tokens 64; done
     log "phase1 done"
     ;;
 phase2)
-    cat "$W/smol.part1" .devcarry/smol.part2 > "$M/smollm2.gguf"
-    sha256sum "$M/smollm2.gguf" | tee -a "$W/logs/session.log"
-    verify smollm2
+    cp .devcarry/smol.part1 "$W/"
     log "waiting for llama.cpp and the 8B models"
     for _ in $(seq 120); do grep -q BUILD_EXIT "$W/logs/llama-build.log" && grep -q SYNTH_DONE "$W/logs/synth8b.log" && break; sleep 2; done
     tail -2 "$W/logs/llama-build.log" "$W/logs/synth8b.log" >> "$W/logs/session.log"
-    LB=$W/llama/build/bin/llama-bench
     echo -e "\n## bench (tok/s, median of 5; rocmforge / llama.cpp on this card)\n| model | rocmforge pp512 | llama.cpp pp512 | ratio | rocmforge tg128 | llama.cpp tg128 | ratio | roofline share |\n|---|---|---|---|---|---|---|---|" >> "$S"
-    for m in smollm2 qwen05-Q8_0 qwen05-Q4_0 qwen05-Q4_K_M l8b-Q4_0 l8b-Q4_K_M l8b-Q8_0; do
-        [ -f "$M/$m.gguf" ] || { echo "| $m | missing | | | | | | |" >> "$S"; continue; }
-        log "bench $m"
-        timeout 240 $RF bench --gguf "$M/$m.gguf" --device cuda -p 512 -n 128 -r 5 --json "$W/logs/rf-$m.json" > "$W/logs/rf-$m.txt" 2>&1
-        timeout 240 $LB -m "$M/$m.gguf" -ngl 99 -fa 1 -p 512 -n 128 -r 5 -o json > "$W/logs/lc-$m.json" 2> "$W/logs/lc-$m.err"
-        python3 tools/device/compare.py "$m" "$W/logs/rf-$m.json" "$W/logs/lc-$m.json" >> "$S"
-    done
+    for m in qwen05-Q8_0 qwen05-Q4_0 qwen05-Q4_K_M l8b-Q4_0 l8b-Q4_K_M l8b-Q8_0; do bench "$m"; done
+    log "phase2 done"
+    ;;
+phase3)
+    cat "$W/smol.part1" .devcarry/smol.part2 > "$M/smollm2.gguf"
+    sha256sum "$M/smollm2.gguf" | tee -a "$W/logs/session.log"
+    verify smollm2
+    bench smollm2
     log "time to first token, cold and warm cache (qwen2.5-0.5b Q4_0)"
     rm -rf "$W/kcache-cold"
     for run in cold warm; do
         ROCMFORGE_CACHE_DIR=$W/kcache-cold timeout 120 $RF bench --gguf "$M/qwen05-Q4_0.gguf" --device cuda -p 16 -n 4 -r 1 2>&1 \
             | grep 'time to first token' | sed "s/^/$run: /" >> "$S"
     done
-    log "phase2 done"
+    log "phase3 done"
     ;;
-*) echo "usage: $0 phase1|phase2"; exit 2 ;;
+*) echo "usage: $0 phase1|phase2|phase3"; exit 2 ;;
 esac
 cp "$S" "$OUT/summary.md" 2>/dev/null
 tar czf "$OUT/logs.tgz" -C "$W" logs gpucheck 2>/dev/null

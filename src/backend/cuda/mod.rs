@@ -1,0 +1,5 @@
+//! NVIDIA GPUs through the CUDA driver API (cudarc, loaded at run time).
+
+pub mod runtime;
+
+pub use runtime::{device_count, driver_present, CudaRuntime};

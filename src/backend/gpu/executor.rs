@@ -1,0 +1,412 @@
+//! The GPU executor shared by the CUDA and HIP runtimes: weights uploaded once in their GGUF
+//! formats, an f16 KV cache and an activation arena on the device, prefill as a launch list over
+//! chunks of tokens, and decode captured once into a graph and replayed with the position read
+//! from device memory.
+
+use std::sync::Arc;
+
+use super::error::GpuError;
+use super::kernels::KernelTable;
+use super::kernels::StepSite;
+use super::layout::{self, ArenaLayout, MemoryBudget, WeightLayout, IO_ARGMAX, IO_POS0, IO_TOKENS};
+use super::memory::{DeviceBuffer, Graph};
+use super::runtime::{DevicePtr, GpuRuntime};
+use super::schedule::{enqueue, DeviceAddresses, Launch, Logits, ScheduleRequest, Scheduler};
+use crate::backend::{check_forward, Backend, BackendError};
+use crate::graph::ValueId;
+use crate::plan::Model;
+
+/// Default largest number of tokens one launch list covers; longer prompts run in chunks.
+pub const DEFAULT_MAX_CHUNK: usize = 512;
+
+/// Sizes the executor is built for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ExecutorConfig {
+    /// Context size: KV cache positions (the attention kernels must be built for the same).
+    pub n_ctx: usize,
+    /// Most tokens per prefill launch list; sizes the activation arena.
+    pub max_chunk: usize,
+    /// Capture decode steps into a graph (off only to compare against plain launches).
+    pub use_graph: bool,
+}
+
+impl ExecutorConfig {
+    pub fn new(n_ctx: usize) -> Self {
+        Self {
+            n_ctx,
+            max_chunk: DEFAULT_MAX_CHUNK.min(n_ctx.max(1)),
+            use_graph: true,
+        }
+    }
+}
+
+/// The memory an executor would allocate for `model` at `config`, before allocating any.
+pub fn memory_budget(model: &Model, config: &ExecutorConfig) -> MemoryBudget {
+    let tensors = model.bound_tensors();
+    MemoryBudget {
+        weights: WeightLayout::new(&tensors).total,
+        kv_cache: layout::kv_total_bytes(&model.hparams, config.n_ctx),
+        arena: ArenaLayout::new(&model.program.values, config.max_chunk).total,
+        io: layout::align_up(layout::io_len(config.max_chunk) * 4),
+    }
+}
+
+/// The budget of `model` at `config`, or an error saying how much is needed and how much is free.
+pub fn check_memory(
+    runtime: &dyn GpuRuntime,
+    model: &Model,
+    config: &ExecutorConfig,
+) -> Result<MemoryBudget, GpuError> {
+    let budget = memory_budget(model, config);
+    let free = runtime.mem_info()?.free as u64;
+    if budget.total() > free {
+        return Err(GpuError::OutOfMemory {
+            device: runtime.info().to_string(),
+            needed: budget.total(),
+            free,
+            detail: budget.describe(),
+        });
+    }
+    Ok(budget)
+}
+
+pub struct GpuBackend {
+    // Fields drop in declaration order. The decode graph refers to the kernels' functions and to
+    // raw addresses of the buffers below, so it goes first, then the modules, then the memory.
+    decode_graph: Option<Graph>,
+    kernels: Box<dyn KernelTable>,
+    io: DeviceBuffer<i32>,
+    _weights: DeviceBuffer<u8>,
+    _kv_cache: DeviceBuffer<u8>,
+    _arena: DeviceBuffer<u8>,
+    runtime: Arc<dyn GpuRuntime>,
+    model: Arc<Model>,
+    config: ExecutorConfig,
+    weight_layout: WeightLayout,
+    arena_layout: ArenaLayout,
+    addresses: DeviceAddresses,
+}
+
+impl GpuBackend {
+    /// Upload `model` and allocate its cache and activations on `runtime`'s device. `kernels`
+    /// must be built for this model, this device and `config.n_ctx`.
+    pub fn new(
+        runtime: Arc<dyn GpuRuntime>,
+        model: Arc<Model>,
+        kernels: Box<dyn KernelTable>,
+        config: ExecutorConfig,
+    ) -> Result<Self, GpuError> {
+        if config.n_ctx == 0 || config.max_chunk == 0 {
+            return Err(GpuError::Device {
+                spec: runtime.info().to_string(),
+                what: format!(
+                    "context size {} and chunk {} must both be at least 1",
+                    config.n_ctx, config.max_chunk
+                ),
+            });
+        }
+        let budget = check_memory(runtime.as_ref(), &model, &config)?;
+        let tensors = model.bound_tensors();
+        let weight_layout = WeightLayout::new(&tensors);
+        let mut weights = DeviceBuffer::<u8>::alloc(&runtime, weight_layout.total)?;
+        for t in &tensors {
+            weights.copy_from_host_at(weight_layout.offsets[&t.name], model.weight_bytes(t))?;
+        }
+        // A zeroed cache keeps never-written positions finite; attention never reads them, but a
+        // wrong kernel then shows as a parity failure instead of NaNs.
+        let kv_cache = DeviceBuffer::<u8>::zeroed(&runtime, budget.kv_cache)?;
+        let arena_layout = ArenaLayout::new(&model.program.values, config.max_chunk);
+        let arena = DeviceBuffer::<u8>::zeroed(&runtime, arena_layout.total)?;
+        let io = DeviceBuffer::<i32>::zeroed(&runtime, layout::io_len(config.max_chunk))?;
+        runtime.synchronize()?;
+        let addresses = DeviceAddresses {
+            weights: weights.ptr(),
+            arena: arena.ptr(),
+            kv_cache: kv_cache.ptr(),
+            kv_side_bytes: layout::kv_side_bytes(&model.hparams, config.n_ctx),
+            io: io.ptr(),
+        };
+        Ok(Self {
+            runtime,
+            model,
+            kernels,
+            config,
+            weight_layout,
+            arena_layout,
+            addresses,
+            decode_graph: None,
+            io,
+            _weights: weights,
+            _kv_cache: kv_cache,
+            _arena: arena,
+        })
+    }
+
+    pub fn runtime(&self) -> &Arc<dyn GpuRuntime> {
+        &self.runtime
+    }
+
+    fn scheduler(&self) -> Scheduler<'_> {
+        Scheduler {
+            model: &self.model,
+            weights: &self.weight_layout,
+            arena: &self.arena_layout,
+            addresses: self.addresses,
+            kernels: self.kernels.as_ref(),
+        }
+    }
+
+    /// The launch list for a request, as the executor would run it.
+    pub fn schedule(&self, request: ScheduleRequest) -> Result<Vec<Launch>, GpuError> {
+        self.scheduler().build(request)
+    }
+
+    pub fn addresses(&self) -> DeviceAddresses {
+        self.addresses
+    }
+
+    pub fn arena_layout(&self) -> &ArenaLayout {
+        &self.arena_layout
+    }
+
+    pub fn weight_layout(&self) -> &WeightLayout {
+        &self.weight_layout
+    }
+
+    /// Overwrite the first rows of a value (`data.len()` must be a whole number of rows).
+    pub fn set_value_rows(&mut self, value: ValueId, data: &[f32]) -> Result<(), GpuError> {
+        let bytes = self.value_region(value, data.len())?;
+        // SAFETY: the range was checked to lie in the value's arena region; f32 to bytes is a
+        // plain reinterpretation.
+        unsafe {
+            let src = std::slice::from_raw_parts(data.as_ptr().cast::<u8>(), bytes.1);
+            self.runtime.copy_htod(bytes.0, src)?;
+        }
+        Ok(())
+    }
+
+    /// The first `n_tokens` rows of a value (waits for queued work).
+    pub fn value_rows(&self, value: ValueId, n_tokens: usize) -> Result<Vec<f32>, GpuError> {
+        let mut out = vec![0f32; n_tokens * self.arena_layout.widths[value]];
+        let (ptr, bytes) = self.value_region(value, out.len())?;
+        // SAFETY: as in `set_value_rows`, in the other direction.
+        unsafe {
+            let dst = std::slice::from_raw_parts_mut(out.as_mut_ptr().cast::<u8>(), bytes);
+            self.runtime.copy_dtoh(dst, ptr)?;
+        }
+        Ok(out)
+    }
+
+    fn value_region(&self, value: ValueId, floats: usize) -> Result<(DevicePtr, usize), GpuError> {
+        let width = *self
+            .arena_layout
+            .widths
+            .get(value)
+            .ok_or_else(|| GpuError::Device {
+                spec: self.name(),
+                what: format!("value {value} is not in the program"),
+            })?;
+        if !floats.is_multiple_of(width) || floats / width > self.arena_layout.max_tokens {
+            return Err(GpuError::Device {
+                spec: self.name(),
+                what: format!(
+                    "{floats} floats are not whole rows of width {width} within {} tokens",
+                    self.arena_layout.max_tokens
+                ),
+            });
+        }
+        let ptr = self.addresses.arena + self.arena_layout.offsets[value] as u64;
+        Ok((ptr, floats * 4))
+    }
+
+    /// Keys and values cached for positions `0..n_pos` of a layer, as f32.
+    pub fn kv_rows(&self, layer: usize, n_pos: usize) -> Result<(Vec<f32>, Vec<f32>), GpuError> {
+        let width = self.model.hparams.kv_width();
+        if layer >= self.model.hparams.n_layer || n_pos > self.config.n_ctx {
+            return Err(GpuError::Device {
+                spec: self.name(),
+                what: format!("layer {layer}, {n_pos} positions: outside the KV cache"),
+            });
+        }
+        let side = self.addresses.kv_side_bytes as u64;
+        let read = |addr: DevicePtr| -> Result<Vec<f32>, GpuError> {
+            let mut halves = vec![half::f16::ZERO; n_pos * width];
+            // SAFETY: n_pos rows of the layer's cache side, checked above; f16 is plain data.
+            unsafe {
+                let dst = std::slice::from_raw_parts_mut(
+                    halves.as_mut_ptr().cast::<u8>(),
+                    halves.len() * 2,
+                );
+                self.runtime.copy_dtoh(dst, addr)?;
+            }
+            Ok(halves.iter().map(|h| h.to_f32()).collect())
+        };
+        let k = self.addresses.kv_cache + 2 * layer as u64 * side;
+        Ok((read(k)?, read(k + side)?))
+    }
+
+    /// Run one step of the program alone over `tokens` at `pos0`, reading and writing values at
+    /// row 0 (set its inputs with `set_value_rows` first). Waits for completion.
+    pub fn run_single_step(
+        &mut self,
+        site: StepSite,
+        tokens: &[u32],
+        pos0: usize,
+    ) -> Result<(), GpuError> {
+        check_forward(tokens, pos0, self.config.n_ctx, self.model.hparams.n_vocab).map_err(
+            |e| GpuError::Device {
+                spec: self.name(),
+                what: e.to_string(),
+            },
+        )?;
+        self.write_inputs(tokens, pos0)?;
+        let launches = self.scheduler().single_step(site, tokens.len())?;
+        self.run(&launches)?;
+        self.runtime.synchronize()?;
+        Ok(())
+    }
+
+    fn write_inputs(&mut self, tokens: &[u32], pos0: usize) -> Result<(), GpuError> {
+        let mut block = Vec::with_capacity(IO_TOKENS + tokens.len());
+        block.resize(IO_TOKENS, 0);
+        block[IO_POS0] = pos0 as i32;
+        block.extend(tokens.iter().map(|&t| t as i32));
+        self.io.copy_from_host(&block)?;
+        Ok(())
+    }
+
+    fn run(&self, launches: &[Launch]) -> Result<(), GpuError> {
+        // SAFETY: the schedule only addresses this executor's live buffers and the kernel
+        // table's loaded functions, with argument lists built to the kernel ABI.
+        unsafe { enqueue(self.runtime.as_ref(), launches)? };
+        Ok(())
+    }
+
+    /// One decode step through the captured graph (captured on first use).
+    fn decode_step(&mut self, token: u32, pos0: usize) -> Result<(), GpuError> {
+        self.write_inputs(&[token], pos0)?;
+        if !self.config.use_graph {
+            let launches = self.schedule(decode_request())?;
+            return self.run(&launches);
+        }
+        if self.decode_graph.is_none() {
+            let launches = self.schedule(decode_request())?;
+            let runtime = self.runtime.clone();
+            let graph = Graph::capture(&runtime, || self.run(&launches))?;
+            self.decode_graph = Some(graph);
+        }
+        if let Some(graph) = &self.decode_graph {
+            // SAFETY: the graph captured addresses of buffers owned by `self`, still allocated.
+            unsafe { graph.launch()? };
+        }
+        Ok(())
+    }
+
+    /// Runs `tokens` from `pos0`; the logits (and argmax) of the request end up on the device.
+    fn run_tokens(
+        &mut self,
+        tokens: &[u32],
+        pos0: usize,
+        all_logits: bool,
+    ) -> Result<Vec<f32>, GpuError> {
+        let n_vocab = self.model.hparams.n_vocab;
+        let logits_id = self.model.program.logits;
+        if tokens.len() == 1 && !all_logits {
+            self.decode_step(tokens[0], pos0)?;
+            return Ok(Vec::new());
+        }
+        let mut logits = Vec::new();
+        let chunks: Vec<&[u32]> = tokens.chunks(self.config.max_chunk).collect();
+        for (i, chunk) in chunks.iter().enumerate() {
+            let last = i + 1 == chunks.len();
+            let request = ScheduleRequest {
+                n_tokens: chunk.len(),
+                logits: match (all_logits, last) {
+                    (true, _) => Logits::AllRows,
+                    (false, true) => Logits::LastRow,
+                    (false, false) => Logits::None,
+                },
+                argmax: last,
+            };
+            self.write_inputs(chunk, pos0 + i * self.config.max_chunk)?;
+            let launches = self.schedule(request)?;
+            self.run(&launches)?;
+            if all_logits {
+                let mut rows = vec![0f32; chunk.len() * n_vocab];
+                self.copy_logits(logits_id, &mut rows)?;
+                logits.extend_from_slice(&rows);
+            }
+        }
+        Ok(logits)
+    }
+
+    fn copy_logits(&self, logits_id: usize, out: &mut [f32]) -> Result<(), GpuError> {
+        let ptr = self.addresses.arena + self.arena_layout.offsets[logits_id] as u64;
+        let bytes = std::mem::size_of_val(out);
+        // SAFETY: the logits region holds max_chunk rows of n_vocab f32; callers ask for at
+        // most one chunk. u8 and f32 share the memory exactly (f32 has no invalid patterns).
+        unsafe {
+            let dst = std::slice::from_raw_parts_mut(out.as_mut_ptr().cast::<u8>(), bytes);
+            self.runtime.copy_dtoh(dst, ptr)?;
+        }
+        Ok(())
+    }
+
+    fn argmax_result(&self) -> Result<u32, GpuError> {
+        let mut id = [0i32];
+        self.io.copy_to_host_at(IO_ARGMAX, &mut id)?;
+        Ok(id[0].max(0) as u32)
+    }
+}
+
+fn decode_request() -> ScheduleRequest {
+    ScheduleRequest {
+        n_tokens: 1,
+        logits: Logits::LastRow,
+        argmax: true,
+    }
+}
+
+impl Backend for GpuBackend {
+    fn name(&self) -> String {
+        self.runtime.info().to_string()
+    }
+
+    fn forward(
+        &mut self,
+        tokens: &[u32],
+        pos0: usize,
+        all_logits: bool,
+    ) -> Result<Vec<f32>, BackendError> {
+        check_forward(tokens, pos0, self.config.n_ctx, self.model.hparams.n_vocab)?;
+        if tokens.is_empty() {
+            return Ok(Vec::new());
+        }
+        let logits = self.run_tokens(tokens, pos0, all_logits)?;
+        if all_logits {
+            return Ok(logits);
+        }
+        let mut row = vec![0f32; self.model.hparams.n_vocab];
+        self.copy_logits(self.model.program.logits, &mut row)?;
+        Ok(row)
+    }
+
+    fn forward_argmax(&mut self, tokens: &[u32], pos0: usize) -> Result<u32, BackendError> {
+        check_forward(tokens, pos0, self.config.n_ctx, self.model.hparams.n_vocab)?;
+        if tokens.is_empty() {
+            return Err(BackendError::Device(
+                "forward_argmax needs at least one token".into(),
+            ));
+        }
+        self.run_tokens(tokens, pos0, false)?;
+        Ok(self.argmax_result()?)
+    }
+
+    fn max_ctx(&self) -> usize {
+        self.config.n_ctx
+    }
+
+    fn bandwidth(&mut self) -> Option<f64> {
+        super::bandwidth::measure_copy_bandwidth(&self.runtime).ok()
+    }
+}

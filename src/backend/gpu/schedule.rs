@@ -1,0 +1,452 @@
+//! Turning the program into a flat list of launches with every argument resolved to a device
+//! address or an integer, following the kernel ABI in CONTRACT.md. Built once per token count
+//! (the decode list is captured into a graph once and replayed).
+
+use std::ffi::c_void;
+
+use super::error::GpuError;
+use super::kernels::{KernelRole, KernelTable, Section, StepSite};
+use super::layout::{ArenaLayout, WeightLayout, IO_ARGMAX, IO_POS0, IO_TOKENS};
+use super::runtime::{DevicePtr, FunctionHandle, GpuRuntime, LaunchDims, RuntimeError};
+use crate::graph::{Op, Step, ValueId};
+use crate::plan::Model;
+
+/// One kernel parameter.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KernelArg {
+    Ptr(DevicePtr),
+    I32(i32),
+}
+
+/// One unit of stream work.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Launch {
+    Kernel {
+        /// Step name and kernel role, for errors and profiles.
+        label: String,
+        function: FunctionHandle,
+        dims: LaunchDims,
+        args: Vec<KernelArg>,
+    },
+    /// Device-to-device copy (a rope whose output is a different value than its input).
+    Copy {
+        dst: DevicePtr,
+        src: DevicePtr,
+        bytes: usize,
+    },
+}
+
+/// Base addresses of the executor's allocations.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DeviceAddresses {
+    pub weights: DevicePtr,
+    pub arena: DevicePtr,
+    /// Start of the KV cache: per layer, keys then values, each `kv_side_bytes` long.
+    pub kv_cache: DevicePtr,
+    pub kv_side_bytes: usize,
+    /// The i32 I/O block (see `layout::IO_*`).
+    pub io: DevicePtr,
+}
+
+/// Which logits rows a schedule computes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Logits {
+    /// No epilogue at all: a prefill chunk followed by more chunks.
+    None,
+    /// The epilogue over the last token only; logits land in row 0.
+    LastRow,
+    /// The epilogue over every token.
+    AllRows,
+}
+
+/// What to build: `n_tokens` tokens through the program, which logits, and whether to finish
+/// with an argmax of the last logits row into the I/O block.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ScheduleRequest {
+    pub n_tokens: usize,
+    pub logits: Logits,
+    pub argmax: bool,
+}
+
+/// Resolves steps of one model into launches.
+pub struct Scheduler<'a> {
+    pub model: &'a Model,
+    pub weights: &'a WeightLayout,
+    pub arena: &'a ArenaLayout,
+    pub addresses: DeviceAddresses,
+    pub kernels: &'a dyn KernelTable,
+}
+
+/// Per-section state: token count of the launches and the row each value is read from.
+struct Rows {
+    n_tokens: usize,
+    /// Row offset of values not yet written in this section (the last token's row when only
+    /// the last row goes through the epilogue), 0 for values written in it.
+    carried_row: usize,
+    written: Vec<bool>,
+}
+
+impl Rows {
+    fn row(&self, value: ValueId) -> usize {
+        if self.written[value] {
+            0
+        } else {
+            self.carried_row
+        }
+    }
+}
+
+impl Scheduler<'_> {
+    pub fn build(&self, request: ScheduleRequest) -> Result<Vec<Launch>, GpuError> {
+        let program = &self.model.program;
+        let n = request.n_tokens;
+        let n_values = program.values.len();
+        let mut launches = Vec::new();
+        let mut rows = Rows {
+            n_tokens: n,
+            carried_row: 0,
+            written: vec![false; n_values],
+        };
+        self.section(
+            Section::Prologue,
+            None,
+            &program.prologue,
+            &mut rows,
+            &mut launches,
+        )?;
+        for layer in 0..self.model.hparams.n_layer {
+            self.section(
+                Section::Block,
+                Some(layer),
+                &program.block,
+                &mut rows,
+                &mut launches,
+            )?;
+        }
+        let logits_row = match request.logits {
+            Logits::None => return Ok(launches),
+            Logits::AllRows => {
+                self.section(
+                    Section::Epilogue,
+                    None,
+                    &program.epilogue,
+                    &mut rows,
+                    &mut launches,
+                )?;
+                n - 1
+            }
+            Logits::LastRow => {
+                let mut last = Rows {
+                    n_tokens: 1,
+                    carried_row: n - 1,
+                    written: vec![false; n_values],
+                };
+                self.section(
+                    Section::Epilogue,
+                    None,
+                    &program.epilogue,
+                    &mut last,
+                    &mut launches,
+                )?;
+                last.row(program.logits)
+            }
+        };
+        if request.argmax {
+            let site = StepSite {
+                section: Section::Epilogue,
+                index: program.epilogue.len().saturating_sub(1),
+                layer: None,
+            };
+            let kernel = self.kernels.kernel(site, KernelRole::Argmax, 1)?;
+            let n_vocab = self.arena.widths[program.logits];
+            launches.push(Launch::Kernel {
+                label: "argmax".to_string(),
+                function: kernel.function,
+                dims: kernel.dims,
+                args: vec![
+                    KernelArg::Ptr(self.value_ptr(program.logits, logits_row)),
+                    KernelArg::Ptr(self.io_ptr(IO_ARGMAX)),
+                    KernelArg::I32(n_vocab as i32),
+                ],
+            });
+        }
+        Ok(launches)
+    }
+
+    /// The launches of one step alone over `n_tokens` tokens, every value at row 0: for per-op
+    /// tests and activation dumps.
+    pub fn single_step(&self, site: StepSite, n_tokens: usize) -> Result<Vec<Launch>, GpuError> {
+        let program = &self.model.program;
+        let steps = match site.section {
+            Section::Prologue => &program.prologue,
+            Section::Block => &program.block,
+            Section::Epilogue => &program.epilogue,
+        };
+        let step = steps.get(site.index).ok_or_else(|| GpuError::Step {
+            step: format!("{site:?}"),
+            op: "none",
+            what: format!("the section has {} steps", steps.len()),
+        })?;
+        let rows = Rows {
+            n_tokens,
+            carried_row: 0,
+            written: vec![false; program.values.len()],
+        };
+        let mut launches = Vec::new();
+        self.step(site, step, &rows, &mut launches)?;
+        Ok(launches)
+    }
+
+    fn section(
+        &self,
+        section: Section,
+        layer: Option<usize>,
+        steps: &[Step],
+        rows: &mut Rows,
+        out: &mut Vec<Launch>,
+    ) -> Result<(), GpuError> {
+        for (index, step) in steps.iter().enumerate() {
+            let site = StepSite {
+                section,
+                index,
+                layer,
+            };
+            self.step(site, step, rows, out)?;
+            for &o in &step.outputs {
+                rows.written[o] = true;
+            }
+        }
+        Ok(())
+    }
+
+    fn value_ptr(&self, value: ValueId, row: usize) -> DevicePtr {
+        let offset = self.arena.offsets[value] + row * self.arena.widths[value] * 4;
+        self.addresses.arena + offset as u64
+    }
+
+    fn io_ptr(&self, index: usize) -> DevicePtr {
+        self.addresses.io + (index * 4) as u64
+    }
+
+    fn step_error(step: &Step, what: impl Into<String>) -> GpuError {
+        GpuError::Step {
+            step: step.name.clone(),
+            op: step.op.name(),
+            what: what.into(),
+        }
+    }
+
+    /// Device address and element count of the weight in `slot`, or None for an absent optional.
+    fn weight(
+        &self,
+        step: &Step,
+        layer: Option<usize>,
+        slot: usize,
+    ) -> Result<Option<(DevicePtr, u64)>, GpuError> {
+        let Some(Some(role)) = step.weights.get(slot) else {
+            return Ok(None);
+        };
+        let tensor = self
+            .model
+            .weight(layer, role)
+            .ok_or_else(|| Self::step_error(step, format!("weight role '{role}' is not bound")))?;
+        let offset = self.weights.offsets.get(&tensor.name).ok_or_else(|| {
+            Self::step_error(step, format!("tensor '{}' was not uploaded", tensor.name))
+        })?;
+        Ok(Some((
+            self.addresses.weights + *offset as u64,
+            tensor.n_elements(),
+        )))
+    }
+
+    fn required_weight(
+        &self,
+        step: &Step,
+        layer: Option<usize>,
+        slot: usize,
+    ) -> Result<(DevicePtr, u64), GpuError> {
+        self.weight(step, layer, slot)?
+            .ok_or_else(|| Self::step_error(step, format!("weight slot {slot} is missing")))
+    }
+
+    fn step(
+        &self,
+        site: StepSite,
+        step: &Step,
+        rows: &Rows,
+        out: &mut Vec<Launch>,
+    ) -> Result<(), GpuError> {
+        use KernelArg::{Ptr, I32};
+        let n = rows.n_tokens;
+        let input_id = |i: usize| -> Result<ValueId, GpuError> {
+            step.inputs
+                .get(i)
+                .copied()
+                .ok_or_else(|| Self::step_error(step, format!("input {i} is missing")))
+        };
+        let output_id = |i: usize| -> Result<ValueId, GpuError> {
+            step.outputs
+                .get(i)
+                .copied()
+                .ok_or_else(|| Self::step_error(step, format!("output {i} is missing")))
+        };
+        let input = |i: usize| -> Result<DevicePtr, GpuError> {
+            let id = input_id(i)?;
+            Ok(self.value_ptr(id, rows.row(id)))
+        };
+        // Outputs are written at row 0 of the section's rows (the whole chunk, or the last token).
+        let output =
+            |i: usize| -> Result<DevicePtr, GpuError> { Ok(self.value_ptr(output_id(i)?, 0)) };
+        let width = |id: ValueId| self.arena.widths[id];
+        let pos0 = Ptr(self.io_ptr(IO_POS0));
+        let n_i32 = I32(n as i32);
+        let main_args = match step.op {
+            Op::Embed => vec![
+                Ptr(self.required_weight(step, site.layer, 0)?.0),
+                Ptr(self.io_ptr(IO_TOKENS)),
+                Ptr(output(0)?),
+                n_i32,
+            ],
+            Op::RmsNorm | Op::HeadRmsNorm => {
+                let (w, w_len) = self.required_weight(step, site.layer, 0)?;
+                let in_width = width(input_id(0)?);
+                if w_len == 0 || !(in_width as u64).is_multiple_of(w_len) {
+                    return Err(Self::step_error(
+                        step,
+                        format!(
+                            "input width {in_width} is not a multiple of weight length {w_len}"
+                        ),
+                    ));
+                }
+                let n_rows = n as u64 * (in_width as u64 / w_len);
+                vec![Ptr(input(0)?), Ptr(w), Ptr(output(0)?), I32(n_rows as i32)]
+            }
+            Op::Matmul => {
+                if output_id(0)? == input_id(0)? {
+                    return Err(Self::step_error(step, "output overwrites its own input"));
+                }
+                let (w, _) = self.required_weight(step, site.layer, 0)?;
+                let bias = self.weight(step, site.layer, 1)?.map_or(0, |(b, _)| b);
+                vec![Ptr(w), Ptr(input(0)?), Ptr(output(0)?), Ptr(bias), n_i32]
+            }
+            Op::Split => {
+                if !(2..=3).contains(&step.outputs.len()) {
+                    return Err(Self::step_error(
+                        step,
+                        format!(
+                            "{} outputs; the split kernel takes 2 or 3",
+                            step.outputs.len()
+                        ),
+                    ));
+                }
+                let third = if step.outputs.len() == 3 {
+                    output(2)?
+                } else {
+                    0
+                };
+                vec![
+                    Ptr(input(0)?),
+                    Ptr(output(0)?),
+                    Ptr(output(1)?),
+                    Ptr(third),
+                    n_i32,
+                ]
+            }
+            Op::Rope => {
+                let (src, dst) = (input(0)?, output(0)?);
+                if src != dst {
+                    out.push(Launch::Copy {
+                        dst,
+                        src,
+                        bytes: n * width(output_id(0)?) * 4,
+                    });
+                }
+                vec![Ptr(dst), pos0, n_i32]
+            }
+            Op::Attention => {
+                let layer = site
+                    .layer
+                    .ok_or_else(|| Self::step_error(step, "attention outside the layer block"))?;
+                let side = self.addresses.kv_side_bytes as u64;
+                let k_cache = self.addresses.kv_cache + 2 * layer as u64 * side;
+                let v_cache = k_cache + side;
+                let store = self.kernels.kernel(site, KernelRole::KvStore, n)?;
+                out.push(Launch::Kernel {
+                    label: format!("{} kv_store", step.name),
+                    function: store.function,
+                    dims: store.dims,
+                    args: vec![
+                        Ptr(input(1)?),
+                        Ptr(input(2)?),
+                        Ptr(k_cache),
+                        Ptr(v_cache),
+                        pos0,
+                        n_i32,
+                    ],
+                });
+                vec![
+                    Ptr(input(0)?),
+                    Ptr(k_cache),
+                    Ptr(v_cache),
+                    Ptr(output(0)?),
+                    pos0,
+                    n_i32,
+                ]
+            }
+            Op::Add | Op::SiluMul => {
+                let count = n * width(output_id(0)?);
+                vec![
+                    Ptr(input(0)?),
+                    Ptr(input(1)?),
+                    Ptr(output(0)?),
+                    I32(count as i32),
+                ]
+            }
+        };
+        let kernel = self.kernels.kernel(site, KernelRole::Main, n)?;
+        out.push(Launch::Kernel {
+            label: step.name.clone(),
+            function: kernel.function,
+            dims: kernel.dims,
+            args: main_args,
+        });
+        Ok(())
+    }
+}
+
+/// Queue every launch on the runtime's stream (or into a capture in progress).
+///
+/// # Safety
+/// Every address in `launches` is live device memory of `runtime`, every function belongs to a
+/// loaded module, and each argument list matches its kernel's signature.
+pub unsafe fn enqueue(runtime: &dyn GpuRuntime, launches: &[Launch]) -> Result<(), RuntimeError> {
+    let mut values: Vec<u64> = Vec::new();
+    let mut params: Vec<*mut c_void> = Vec::new();
+    for launch in launches {
+        match launch {
+            Launch::Copy { dst, src, bytes } => runtime.copy_dtod(*dst, *src, *bytes)?,
+            Launch::Kernel {
+                function,
+                dims,
+                args,
+                ..
+            } => {
+                // Each parameter gets an 8-byte slot; an i32 is written through an i32 pointer
+                // into its slot so the driver reads exactly its 4 bytes on any endianness.
+                values.clear();
+                values.resize(args.len(), 0);
+                params.clear();
+                for (slot, arg) in values.iter_mut().zip(args) {
+                    let slot_ptr: *mut u64 = slot;
+                    match *arg {
+                        KernelArg::Ptr(p) => *slot_ptr = p,
+                        KernelArg::I32(v) => *slot_ptr.cast::<i32>() = v,
+                    }
+                    params.push(slot_ptr.cast());
+                }
+                runtime.launch(*function, dims, &mut params)?;
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,321 @@
+//! Matrix products with GGUF weights W [N rows of K]: `out[t][n] = W[n] . x[t] (+ bias[n])`.
+//! GEMV for decode (a warp per row, dequantized in registers) and a shared-memory tiled GEMM for
+//! prefill; both read W through the format's `dq_chunk`.
+
+use serde::Serialize;
+
+use super::warps;
+use crate::codegen::compiler::Target;
+use crate::codegen::context::{
+    check_launch, check_row_length, require, valid_candidates, Extent, GridRule, OpContext,
+    TargetConsts, Tunable,
+};
+use crate::codegen::error::CodegenError;
+use crate::codegen::quant::weight_layout;
+use crate::gguf::GgmlType;
+
+/// Most tokens one GEMV block serves (its per-thread accumulators).
+pub const GEMV_MAX_TOKENS: u32 = 8;
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct GemvContext {
+    #[serde(flatten)]
+    pub target: TargetConsts,
+    #[serde(skip)]
+    pub format: GgmlType,
+    pub weight_format: &'static str,
+    pub k: usize,
+    pub n: usize,
+    /// Output rows per block, one per warp row of the block.
+    pub rows_per_block: u32,
+    /// Warps sharing one row (split-K inside the block, reduced in shared memory).
+    pub split_k: u32,
+    /// Tokens per block: each dequantized chunk is used for all of them.
+    pub tokens: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct GemvKnobs {
+    pub rows_per_block: u32,
+    pub split_k: u32,
+    pub tokens: u32,
+}
+
+impl GemvContext {
+    pub fn new(target: &Target, format: GgmlType, k: usize, n: usize) -> GemvContext {
+        let tag = weight_layout(format).map_or("unsupported", |l| l.tag);
+        let ctx = GemvContext {
+            target: TargetConsts::of(target),
+            format,
+            weight_format: tag,
+            k,
+            n,
+            rows_per_block: 0,
+            split_k: 0,
+            tokens: 0,
+        };
+        ctx.with_knobs(&ctx.default_knobs())
+    }
+
+    fn default_knobs(&self) -> GemvKnobs {
+        GemvKnobs {
+            rows_per_block: 4,
+            split_k: 1,
+            tokens: 1,
+        }
+    }
+}
+
+impl OpContext for GemvContext {
+    fn op(&self) -> &'static str {
+        "matmul_gemv"
+    }
+    fn template(&self) -> &'static str {
+        "matmul_gemv.hip.tera"
+    }
+    fn weight_format(&self) -> Option<GgmlType> {
+        Some(self.format)
+    }
+    fn problem(&self) -> String {
+        format!(
+            "matmul_gemv {} K={} N={}",
+            self.format.name(),
+            self.k,
+            self.n
+        )
+    }
+    fn validate(&self) -> Result<(), CodegenError> {
+        check_row_length(self, self.format, self.k)?;
+        require(self.n > 0, self, || "no output rows".to_string())?;
+        require(self.rows_per_block >= 1 && self.split_k >= 1, self, || {
+            "rows_per_block and split_k must be at least 1".to_string()
+        })?;
+        require((1..=GEMV_MAX_TOKENS).contains(&self.tokens), self, || {
+            format!(
+                "tokens per block {} is outside 1..={GEMV_MAX_TOKENS}",
+                self.tokens
+            )
+        })?;
+        check_launch(self)
+    }
+    fn block(&self) -> (u32, u32, u32) {
+        (
+            warps(self.target.warp_size, self.split_k),
+            self.rows_per_block,
+            1,
+        )
+    }
+    fn shared_bytes(&self) -> u32 {
+        if self.split_k > 1 {
+            4 * self.rows_per_block * self.split_k * self.tokens
+        } else {
+            0
+        }
+    }
+    fn grid_rule(&self) -> GridRule {
+        let x = (self.n as u32).div_ceil(self.rows_per_block);
+        GridRule {
+            x: Extent::Fixed(x),
+            y: Extent::per_token(1, self.tokens),
+            z: Extent::Fixed(1),
+        }
+    }
+    fn target(&self) -> &TargetConsts {
+        &self.target
+    }
+}
+
+impl Tunable for GemvContext {
+    type Knobs = GemvKnobs;
+    fn knobs(&self) -> GemvKnobs {
+        GemvKnobs {
+            rows_per_block: self.rows_per_block,
+            split_k: self.split_k,
+            tokens: self.tokens,
+        }
+    }
+    fn candidates(&self) -> Vec<GemvKnobs> {
+        let mut list = vec![self.default_knobs()];
+        for (rows_per_block, split_k) in [(2, 1), (8, 1), (1, 1), (2, 2), (4, 2), (1, 4), (2, 4)] {
+            list.push(GemvKnobs {
+                rows_per_block,
+                split_k,
+                tokens: 1,
+            });
+        }
+        valid_candidates(self, list)
+    }
+    fn with_knobs(&self, knobs: &GemvKnobs) -> Self {
+        GemvContext {
+            rows_per_block: knobs.rows_per_block,
+            split_k: knobs.split_k,
+            tokens: knobs.tokens,
+            ..self.clone()
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct GemmContext {
+    #[serde(flatten)]
+    pub target: TargetConsts,
+    #[serde(skip)]
+    pub format: GgmlType,
+    pub weight_format: &'static str,
+    pub k: usize,
+    pub n: usize,
+    /// Tile: BM tokens x BN rows, stepping K by BK; each thread computes TM x TN outputs.
+    pub bm: u32,
+    pub bn: u32,
+    pub bk: u32,
+    pub tm: u32,
+    pub tn: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct GemmKnobs {
+    pub bm: u32,
+    pub bn: u32,
+    pub bk: u32,
+    pub tm: u32,
+    pub tn: u32,
+}
+
+impl GemmContext {
+    pub fn new(target: &Target, format: GgmlType, k: usize, n: usize) -> GemmContext {
+        let tag = weight_layout(format).map_or("unsupported", |l| l.tag);
+        let ctx = GemmContext {
+            target: TargetConsts::of(target),
+            format,
+            weight_format: tag,
+            k,
+            n,
+            bm: 0,
+            bn: 0,
+            bk: 0,
+            tm: 0,
+            tn: 0,
+        };
+        ctx.with_knobs(&ctx.default_knobs())
+    }
+
+    /// 64 x 64 tiles, 256 threads of 4 x 4 outputs; BK 32, or one chunk when K is not a multiple of 32.
+    fn default_knobs(&self) -> GemmKnobs {
+        let chunk = weight_layout(self.format).map_or(32, |l| l.chunk) as u32;
+        let bk = if self.k.is_multiple_of(32) { 32 } else { chunk };
+        GemmKnobs {
+            bm: 64,
+            bn: 64,
+            bk,
+            tm: 4,
+            tn: 4,
+        }
+    }
+}
+
+impl OpContext for GemmContext {
+    fn op(&self) -> &'static str {
+        "matmul_gemm"
+    }
+    fn template(&self) -> &'static str {
+        "matmul_gemm.hip.tera"
+    }
+    fn weight_format(&self) -> Option<GgmlType> {
+        Some(self.format)
+    }
+    fn problem(&self) -> String {
+        format!(
+            "matmul_gemm {} K={} N={}",
+            self.format.name(),
+            self.k,
+            self.n
+        )
+    }
+    fn validate(&self) -> Result<(), CodegenError> {
+        let layout = check_row_length(self, self.format, self.k)?;
+        require(self.n > 0, self, || "no output rows".to_string())?;
+        require(
+            self.tm >= 1
+                && self.tn >= 1
+                && self.bm.is_multiple_of(self.tm)
+                && self.bn.is_multiple_of(self.tn),
+            self,
+            || {
+                format!(
+                    "thread tile {}x{} does not divide block tile {}x{}",
+                    self.tm, self.tn, self.bm, self.bn
+                )
+            },
+        )?;
+        require(
+            self.bk > 0
+                && (self.bk as usize).is_multiple_of(layout.chunk)
+                && self.k.is_multiple_of(self.bk as usize),
+            self,
+            || {
+                format!(
+                    "BK {} must be a multiple of the {}-value chunk and divide K {}",
+                    self.bk, layout.chunk, self.k
+                )
+            },
+        )?;
+        check_launch(self)
+    }
+    fn block(&self) -> (u32, u32, u32) {
+        (
+            (self.bm / self.tm.max(1)) * (self.bn / self.tn.max(1)),
+            1,
+            1,
+        )
+    }
+    fn shared_bytes(&self) -> u32 {
+        4 * (self.bm + self.bn) * (self.bk + 1)
+    }
+    fn grid_rule(&self) -> GridRule {
+        let x = (self.n as u32).div_ceil(self.bn);
+        GridRule {
+            x: Extent::Fixed(x),
+            y: Extent::per_token(1, self.bm),
+            z: Extent::Fixed(1),
+        }
+    }
+    fn target(&self) -> &TargetConsts {
+        &self.target
+    }
+}
+
+impl Tunable for GemmContext {
+    type Knobs = GemmKnobs;
+    fn knobs(&self) -> GemmKnobs {
+        GemmKnobs {
+            bm: self.bm,
+            bn: self.bn,
+            bk: self.bk,
+            tm: self.tm,
+            tn: self.tn,
+        }
+    }
+    fn candidates(&self) -> Vec<GemmKnobs> {
+        let mut list = vec![self.default_knobs()];
+        for (bm, bn, bk, tm, tn) in [
+            (32, 64, 32, 2, 4),
+            (64, 128, 32, 4, 8),
+            (128, 64, 32, 8, 4),
+            (64, 64, 64, 4, 4),
+            (32, 32, 32, 2, 2),
+        ] {
+            list.push(GemmKnobs { bm, bn, bk, tm, tn });
+        }
+        valid_candidates(self, list)
+    }
+    fn with_knobs(&self, knobs: &GemmKnobs) -> Self {
+        GemmContext {
+            bm: knobs.bm,
+            bn: knobs.bn,
+            bk: knobs.bk,
+            tm: knobs.tm,
+            tn: knobs.tn,
+            ..self.clone()
+        }
+    }
+}

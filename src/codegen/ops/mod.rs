@@ -1,0 +1,25 @@
+//! One typed context per op family: exactly the compile-time constants of its template, built
+//! from the model's shape, the target and a tuning choice (candidate 0 by default).
+
+pub mod argmax;
+pub mod attention;
+pub mod elementwise;
+pub mod embed;
+pub mod matmul;
+pub mod rmsnorm;
+pub mod rope;
+pub mod split;
+
+pub use argmax::ArgmaxContext;
+pub use attention::AttentionContext;
+pub use elementwise::ElementwiseContext;
+pub use embed::EmbedContext;
+pub use matmul::{GemmContext, GemvContext};
+pub use rmsnorm::RmsNormContext;
+pub use rope::{KvStoreContext, RopeContext};
+pub use split::SplitContext;
+
+/// Threads in a block of `n` warps.
+fn warps(warp_size: u32, n: u32) -> u32 {
+    warp_size * n
+}

@@ -1,0 +1,213 @@
+//! Rotary position embedding (in place) and the KV-cache store that follows it.
+
+use serde::Serialize;
+
+use crate::codegen::compiler::Target;
+use crate::codegen::context::{
+    check_launch, require, valid_candidates, Extent, GridRule, OpContext, TargetConsts, Tunable,
+};
+use crate::codegen::error::CodegenError;
+
+/// Which elements of a head rotate together.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RotaryPairs {
+    /// llama.cpp NORM: (2i, 2i + 1).
+    Normal,
+    /// GPT-NeoX: (i, i + head_dim / 2).
+    Neox,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RopeContext {
+    #[serde(flatten)]
+    pub target: TargetConsts,
+    /// Values per token: n_heads * head_dim.
+    pub width: usize,
+    pub head_dim: usize,
+    pub base: f32,
+    pub style: RotaryPairs,
+    pub threads: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ThreadsKnob {
+    pub threads: u32,
+}
+
+impl RopeContext {
+    pub fn new(
+        target: &Target,
+        width: usize,
+        head_dim: usize,
+        base: f32,
+        style: RotaryPairs,
+    ) -> RopeContext {
+        RopeContext {
+            target: TargetConsts::of(target),
+            width,
+            head_dim,
+            base,
+            style,
+            threads: 128,
+        }
+    }
+}
+
+impl OpContext for RopeContext {
+    fn op(&self) -> &'static str {
+        "rope"
+    }
+    fn template(&self) -> &'static str {
+        "rope.hip.tera"
+    }
+    fn problem(&self) -> String {
+        format!("rope width={} head_dim={}", self.width, self.head_dim)
+    }
+    fn validate(&self) -> Result<(), CodegenError> {
+        require(
+            self.head_dim >= 2 && self.head_dim.is_multiple_of(2),
+            self,
+            || format!("head_dim {} is not even", self.head_dim),
+        )?;
+        require(
+            self.width > 0 && self.width.is_multiple_of(self.head_dim),
+            self,
+            || {
+                format!(
+                    "width {} is not a whole number of {}-wide heads",
+                    self.width, self.head_dim
+                )
+            },
+        )?;
+        require(self.base.is_finite() && self.base > 0.0, self, || {
+            format!("rope base {} is not positive", self.base)
+        })?;
+        check_launch(self)
+    }
+    fn block(&self) -> (u32, u32, u32) {
+        (self.threads, 1, 1)
+    }
+    fn shared_bytes(&self) -> u32 {
+        0
+    }
+    fn grid_rule(&self) -> GridRule {
+        let y = (self.width / 2).div_ceil(self.threads as usize) as u32;
+        GridRule {
+            x: Extent::per_token(1, 1),
+            y: Extent::Fixed(y),
+            z: Extent::Fixed(1),
+        }
+    }
+    fn target(&self) -> &TargetConsts {
+        &self.target
+    }
+}
+
+impl Tunable for RopeContext {
+    type Knobs = ThreadsKnob;
+    fn knobs(&self) -> ThreadsKnob {
+        ThreadsKnob {
+            threads: self.threads,
+        }
+    }
+    fn candidates(&self) -> Vec<ThreadsKnob> {
+        valid_candidates(
+            self,
+            [128, 64, 256]
+                .into_iter()
+                .map(|threads| ThreadsKnob { threads })
+                .collect(),
+        )
+    }
+    fn with_knobs(&self, knobs: &ThreadsKnob) -> Self {
+        RopeContext {
+            threads: knobs.threads,
+            ..self.clone()
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct KvStoreContext {
+    #[serde(flatten)]
+    pub target: TargetConsts,
+    /// Values per cache row: n_kv_head * head_dim.
+    pub kv_width: usize,
+    /// Cache rows; writes at or past it are dropped.
+    pub n_ctx: usize,
+    pub threads: u32,
+}
+
+impl KvStoreContext {
+    pub fn new(target: &Target, kv_width: usize, n_ctx: usize) -> KvStoreContext {
+        KvStoreContext {
+            target: TargetConsts::of(target),
+            kv_width,
+            n_ctx,
+            threads: 256,
+        }
+    }
+}
+
+impl OpContext for KvStoreContext {
+    fn op(&self) -> &'static str {
+        "kv_store"
+    }
+    fn template(&self) -> &'static str {
+        "kv_store.hip.tera"
+    }
+    fn problem(&self) -> String {
+        format!("kv_store width={} ctx={}", self.kv_width, self.n_ctx)
+    }
+    fn validate(&self) -> Result<(), CodegenError> {
+        require(self.kv_width > 0 && self.n_ctx > 0, self, || {
+            "empty cache".to_string()
+        })?;
+        require(self.n_ctx <= i32::MAX as usize, self, || {
+            format!("context {} does not fit an int position", self.n_ctx)
+        })?;
+        check_launch(self)
+    }
+    fn block(&self) -> (u32, u32, u32) {
+        (self.threads, 1, 1)
+    }
+    fn shared_bytes(&self) -> u32 {
+        0
+    }
+    fn grid_rule(&self) -> GridRule {
+        let y = self.kv_width.div_ceil(self.threads as usize) as u32;
+        GridRule {
+            x: Extent::per_token(1, 1),
+            y: Extent::Fixed(y),
+            z: Extent::Fixed(1),
+        }
+    }
+    fn target(&self) -> &TargetConsts {
+        &self.target
+    }
+}
+
+impl Tunable for KvStoreContext {
+    type Knobs = ThreadsKnob;
+    fn knobs(&self) -> ThreadsKnob {
+        ThreadsKnob {
+            threads: self.threads,
+        }
+    }
+    fn candidates(&self) -> Vec<ThreadsKnob> {
+        valid_candidates(
+            self,
+            [256, 128, 512]
+                .into_iter()
+                .map(|threads| ThreadsKnob { threads })
+                .collect(),
+        )
+    }
+    fn with_knobs(&self, knobs: &ThreadsKnob) -> Self {
+        KvStoreContext {
+            threads: knobs.threads,
+            ..self.clone()
+        }
+    }
+}

@@ -1,0 +1,501 @@
+//! The GPU executor's logic without a GPU: a host-memory fake runtime records what the executor
+//! queues, so memory checks, weight upload, launch arguments (against the kernel ABI in
+//! CONTRACT.md), chunking and decode-graph capture are checked here. Kernel results are the GPU
+//! tests' job (gpu_ops.rs, gpu_model.rs).
+
+mod gpu_support;
+
+use std::sync::Arc;
+
+use gpu_support::fake::{FakeKernels, FakeRuntime, MissingKernels, Recorded};
+use gpu_support::SynthModel;
+use rocmforge::backend::gpu::layout::{IO_ARGMAX, IO_TOKENS};
+use rocmforge::backend::gpu::schedule::{KernelArg, Launch, Logits, ScheduleRequest};
+use rocmforge::backend::gpu::{
+    memory_budget, ExecutorConfig, GpuBackend, GpuRuntime, KernelRole, KernelTable, Section,
+    StepSite,
+};
+use rocmforge::backend::{Backend, BackendError};
+use rocmforge::graph::{Op, ValueId};
+use rocmforge::plan::Model;
+
+fn tiny_llama() -> Arc<Model> {
+    let mut spec = SynthModel::new("smollm2-135m", 2, "Q4_0");
+    spec.n_vocab = Some(512);
+    spec.build()
+}
+
+fn tiny_qwen() -> Arc<Model> {
+    let mut spec = SynthModel::new("qwen2.5-0.5b", 2, "Q8_0");
+    spec.n_vocab = Some(512);
+    spec.build()
+}
+
+fn backend_with(
+    model: &Arc<Model>,
+    kernels: Box<dyn KernelTable>,
+    config: ExecutorConfig,
+) -> (Arc<FakeRuntime>, GpuBackend) {
+    let fake = Arc::new(FakeRuntime::new(1 << 34));
+    let runtime: Arc<dyn GpuRuntime> = fake.clone();
+    let backend = GpuBackend::new(runtime, model.clone(), kernels, config).expect("executor");
+    (fake, backend)
+}
+
+fn value_id(model: &Model, name: &str) -> ValueId {
+    model
+        .program
+        .values
+        .iter()
+        .position(|v| v.name == name)
+        .unwrap_or_else(|| panic!("no value '{name}'"))
+}
+
+fn ptrs(args: &[KernelArg]) -> Vec<u64> {
+    args.iter()
+        .map(|a| match *a {
+            KernelArg::Ptr(p) => p,
+            KernelArg::I32(v) => v as u64,
+        })
+        .collect()
+}
+
+fn kernel_args(launch: &Launch) -> (&str, Vec<u64>) {
+    match launch {
+        Launch::Kernel { label, args, .. } => (label, ptrs(args)),
+        Launch::Copy { .. } => ("copy", Vec::new()),
+    }
+}
+
+#[test]
+fn decode_schedule_follows_the_kernel_abi() {
+    let model = tiny_llama();
+    let (_, gpu) = backend_with(&model, Box::new(FakeKernels), ExecutorConfig::new(64));
+    let launches = gpu
+        .schedule(ScheduleRequest {
+            n_tokens: 1,
+            logits: Logits::LastRow,
+            argmax: true,
+        })
+        .unwrap();
+    let program = &model.program;
+    let extra_per_layer = program
+        .block
+        .iter()
+        .filter(|s| s.op == Op::Attention || (s.op == Op::Rope && s.inputs[0] != s.outputs[0]))
+        .count();
+    let expected = program.prologue.len()
+        + model.hparams.n_layer * (program.block.len() + extra_per_layer)
+        + program.epilogue.len()
+        + 1;
+    assert_eq!(launches.len(), expected);
+
+    let addr = gpu.addresses();
+    let arena = gpu.arena_layout();
+    let value = |name: &str| addr.arena + arena.offsets[value_id(&model, name)] as u64;
+    let weight = |name: &str| addr.weights + gpu.weight_layout().offsets[name] as u64;
+
+    // embed (table, tokens, out, n_tokens)
+    let (_, embed) = kernel_args(&launches[0]);
+    assert_eq!(
+        embed,
+        vec![
+            weight("token_embd.weight"),
+            addr.io + 4 * IO_TOKENS as u64,
+            value("x"),
+            1
+        ]
+    );
+    // kv_store of layer 1 (k, v, k_cache, v_cache, pos0, n) uses that layer's cache.
+    let stores: Vec<Vec<u64>> = launches
+        .iter()
+        .map(kernel_args)
+        .filter(|(label, _)| label.ends_with("kv_store"))
+        .map(|(_, a)| a)
+        .collect();
+    assert_eq!(stores.len(), model.hparams.n_layer);
+    let side = addr.kv_side_bytes as u64;
+    assert_eq!(stores[1][2], addr.kv_cache + 2 * side);
+    assert_eq!(stores[1][3], addr.kv_cache + 3 * side);
+    assert_eq!(stores[1][4], addr.io);
+    assert_eq!(stores[1][5], 1);
+    // argmax (x, out, n) over the logits row 0 into the I/O block.
+    let (label, argmax) = kernel_args(launches.last().unwrap());
+    assert_eq!(label, "argmax");
+    assert_eq!(
+        argmax,
+        vec![
+            value("logits"),
+            addr.io + 4 * IO_ARGMAX as u64,
+            model.hparams.n_vocab as u64
+        ]
+    );
+    // Each layer's matmuls read that layer's weights.
+    let q1 = weight("blk.1.attn_q.weight");
+    assert!(launches
+        .iter()
+        .any(|l| kernel_args(l).1.first() == Some(&q1)));
+}
+
+#[test]
+fn prefill_epilogue_reads_only_the_last_row() {
+    let model = tiny_llama();
+    let (_, gpu) = backend_with(&model, Box::new(FakeKernels), ExecutorConfig::new(64));
+    let n = 5;
+    let x = value_id(&model, "x");
+    let logits = value_id(&model, "logits");
+    let addr = gpu.addresses();
+    let arena = gpu.arena_layout();
+    let row =
+        |id: ValueId, r: usize| addr.arena + (arena.offsets[id] + r * arena.widths[id] * 4) as u64;
+    let last = gpu
+        .schedule(ScheduleRequest {
+            n_tokens: n,
+            logits: Logits::LastRow,
+            argmax: true,
+        })
+        .unwrap();
+    let epilogue_start = last.len() - model.program.epilogue.len() - 1;
+    let (_, norm) = kernel_args(&last[epilogue_start]);
+    assert_eq!(norm[0], row(x, n - 1), "epilogue reads x at the last token");
+    assert_eq!(norm[3], 1, "one row through the epilogue");
+    assert_eq!(kernel_args(last.last().unwrap()).1[0], row(logits, 0));
+
+    let all = gpu
+        .schedule(ScheduleRequest {
+            n_tokens: n,
+            logits: Logits::AllRows,
+            argmax: true,
+        })
+        .unwrap();
+    assert_eq!(all.len(), last.len());
+    assert_eq!(kernel_args(all.last().unwrap()).1[0], row(logits, n - 1));
+
+    let none = gpu
+        .schedule(ScheduleRequest {
+            n_tokens: n,
+            logits: Logits::None,
+            argmax: false,
+        })
+        .unwrap();
+    assert_eq!(none.len(), last.len() - model.program.epilogue.len() - 1);
+}
+
+#[test]
+fn biases_are_passed_where_the_plan_has_them() {
+    let model = tiny_qwen();
+    let (_, gpu) = backend_with(&model, Box::new(FakeKernels), ExecutorConfig::new(32));
+    let launches = gpu
+        .schedule(ScheduleRequest {
+            n_tokens: 1,
+            logits: Logits::LastRow,
+            argmax: false,
+        })
+        .unwrap();
+    let weight = |name: &str| gpu.addresses().weights + gpu.weight_layout().offsets[name] as u64;
+    let q = launches
+        .iter()
+        .map(kernel_args)
+        .find(|(_, a)| a.first() == Some(&weight("blk.0.attn_q.weight")))
+        .expect("q projection");
+    assert_eq!(q.1[3], weight("blk.0.attn_q.bias"));
+    let o = launches
+        .iter()
+        .map(kernel_args)
+        .find(|(_, a)| a.first() == Some(&weight("blk.0.attn_output.weight")))
+        .expect("output projection");
+    assert_eq!(o.1[3], 0, "no bias: null pointer");
+}
+
+#[test]
+fn weights_are_uploaded_unchanged() {
+    let model = tiny_qwen();
+    let (fake, gpu) = backend_with(&model, Box::new(FakeKernels), ExecutorConfig::new(16));
+    for t in model.bound_tensors() {
+        let at = gpu.addresses().weights + gpu.weight_layout().offsets[&t.name] as u64;
+        assert_eq!(
+            fake.read(at, t.n_bytes as usize),
+            model.weight_bytes(t),
+            "{}",
+            t.name
+        );
+    }
+}
+
+#[test]
+fn decode_is_captured_once_and_replayed() {
+    let model = tiny_llama();
+    let (fake, mut gpu) = backend_with(&model, Box::new(FakeKernels), ExecutorConfig::new(64));
+    gpu.forward_argmax(&[3], 0).unwrap();
+    gpu.forward_argmax(&[5], 1).unwrap();
+    assert_eq!(fake.captures(), 1);
+    assert_eq!(
+        fake.log(),
+        vec![Recorded::GraphLaunch(0), Recorded::GraphLaunch(0)]
+    );
+    let decode = gpu
+        .schedule(ScheduleRequest {
+            n_tokens: 1,
+            logits: Logits::LastRow,
+            argmax: true,
+        })
+        .unwrap();
+    assert_eq!(fake.graph(0).len(), decode.len());
+    let io = fake.read_i32(gpu.addresses().io, IO_TOKENS + 1);
+    assert_eq!(
+        (io[0], io[IO_TOKENS]),
+        (1, 5),
+        "position and token of the last step"
+    );
+}
+
+#[test]
+fn plain_launches_when_graphs_are_off() {
+    let model = tiny_llama();
+    let mut config = ExecutorConfig::new(64);
+    config.use_graph = false;
+    let (fake, mut gpu) = backend_with(&model, Box::new(FakeKernels), config);
+    gpu.forward(&[3], 0, false).unwrap();
+    assert_eq!(fake.captures(), 0);
+    assert!(fake
+        .log()
+        .iter()
+        .all(|r| matches!(r, Recorded::Launch { .. })));
+}
+
+#[test]
+fn long_prompts_run_in_chunks_with_one_epilogue() {
+    let model = tiny_llama();
+    let mut config = ExecutorConfig::new(64);
+    config.max_chunk = 3;
+    let (fake, mut gpu) = backend_with(&model, Box::new(FakeKernels), config);
+    let tokens = [1u32, 2, 3, 4, 5, 6, 7];
+    gpu.forward_argmax(&tokens, 10).unwrap();
+    let embed_fn = FakeKernels::function_for(
+        StepSite {
+            section: Section::Prologue,
+            index: 0,
+            layer: None,
+        },
+        KernelRole::Main,
+    );
+    let embeds: Vec<u64> = fake
+        .log()
+        .iter()
+        .filter_map(|r| match r {
+            Recorded::Launch { function, args, .. } if *function == embed_fn => Some(args[3]),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(embeds, vec![3, 3, 1], "token counts of the three chunks");
+    let argmax_fn = FakeKernels::function_for(
+        StepSite {
+            section: Section::Epilogue,
+            index: model.program.epilogue.len() - 1,
+            layer: None,
+        },
+        KernelRole::Argmax,
+    );
+    let argmax_launches = fake
+        .log()
+        .iter()
+        .filter(|r| matches!(r, Recorded::Launch { function, .. } if *function == argmax_fn))
+        .count();
+    assert_eq!(argmax_launches, 1);
+    let io = fake.read_i32(gpu.addresses().io, IO_TOKENS + 1);
+    assert_eq!(
+        (io[0], io[IO_TOKENS]),
+        (16, 7),
+        "last chunk starts at position 10 + 6"
+    );
+}
+
+#[test]
+fn out_of_memory_says_needed_and_free() {
+    let model = tiny_llama();
+    let config = ExecutorConfig::new(4096);
+    let needed = memory_budget(&model, &config).total();
+    let runtime: Arc<dyn GpuRuntime> = Arc::new(FakeRuntime::new(1 << 20));
+    let err = GpuBackend::new(runtime, model, Box::new(FakeKernels), config)
+        .err()
+        .expect("1 MiB is not enough")
+        .to_string();
+    assert!(err.contains(&format!("needs {needed} bytes")), "{err}");
+    assert!(err.contains("1048576 free"), "{err}");
+    assert!(err.contains("KV cache"), "{err}");
+}
+
+#[test]
+fn kv_cache_size_matches_the_hparams() {
+    let model = tiny_llama();
+    // 256 positions x kv_width x 2 bytes is a multiple of the 256-byte alignment.
+    let budget = memory_budget(&model, &ExecutorConfig::new(256));
+    assert_eq!(budget.kv_cache as u64, model.hparams.kv_cache_bytes(256, 2));
+    let tensor_bytes: u64 = model.bound_tensors().iter().map(|t| t.n_bytes).sum();
+    assert!(budget.weights as u64 >= tensor_bytes);
+}
+
+#[test]
+fn missing_kernels_and_bad_inputs_are_errors() {
+    let model = tiny_llama();
+    let (_, mut gpu) = backend_with(
+        &model,
+        Box::new(MissingKernels(KernelRole::KvStore)),
+        ExecutorConfig::new(8),
+    );
+    let err = gpu.forward(&[1, 2], 0, false).unwrap_err().to_string();
+    assert!(err.contains("kv_store"), "{err}");
+    assert!(matches!(
+        gpu.forward(&[1], 8, false),
+        Err(BackendError::ContextFull { .. })
+    ));
+    assert!(matches!(
+        gpu.forward(&[100_000], 0, false),
+        Err(BackendError::BadToken { .. })
+    ));
+}
+
+#[test]
+fn single_steps_and_value_access_round_trip() {
+    let model = tiny_llama();
+    let (fake, mut gpu) = backend_with(&model, Box::new(FakeKernels), ExecutorConfig::new(16));
+    let x = value_id(&model, "x");
+    let width = model.program.values[x].width;
+    let data: Vec<f32> = (0..3 * width).map(|i| i as f32).collect();
+    gpu.set_value_rows(x, &data).unwrap();
+    assert_eq!(gpu.value_rows(x, 3).unwrap(), data);
+    assert!(gpu.set_value_rows(x, &data[1..]).is_err(), "not whole rows");
+    let site = StepSite {
+        section: Section::Block,
+        index: 0,
+        layer: Some(1),
+    };
+    gpu.run_single_step(site, &[1, 2, 3], 4).unwrap();
+    assert_eq!(fake.log().len(), 1);
+    assert_eq!(fake.read_i32(gpu.addresses().io, 1), vec![4]);
+}
+
+/// Parameters of `entry` in `source`: true for a pointer, false for an integer.
+fn kernel_params(source: &str, entry: &str) -> Vec<bool> {
+    let start = source
+        .find(&format!("{entry}("))
+        .unwrap_or_else(|| panic!("no {entry}( in its source"));
+    let rest = &source[start + entry.len() + 1..];
+    let params = &rest[..rest.find(')').expect("closing parenthesis")];
+    params.split(',').map(|p| p.contains('*')).collect()
+}
+
+/// Compile the kernels of a small model for `target` (skipped when that compiler is absent),
+/// load them into a fake device of that architecture, and check that every launch of decode
+/// and prefill schedules finds its kernel and passes arguments matching the kernel's
+/// parameters in number and kind (pointer or integer).
+fn compiled_kernels_match_the_schedules(target: &str, warp_size: u32) {
+    use rocmforge::backend::gpu::compiled::compile_kernels;
+    use rocmforge::backend::gpu::LoadedKernelTable;
+    use rocmforge::codegen::compiler::{compiler_for, Target};
+    use rocmforge::codegen::{kernels_for_model, Renderer, TuningChoice};
+
+    let target = Target::parse(target).unwrap();
+    if let Err(e) = compiler_for(&target) {
+        eprintln!("skipped: no compiler for {}: {e}", target.full);
+        return;
+    }
+    let model = tiny_qwen();
+    let n_ctx = 64;
+    let set = kernels_for_model(
+        &model,
+        &target,
+        &TuningChoice::defaults(),
+        n_ctx,
+        &Renderer::from_env().unwrap(),
+    )
+    .unwrap();
+    let params: std::collections::HashMap<String, Vec<bool>> = set
+        .kernels
+        .iter()
+        .map(|k| (k.name.clone(), kernel_params(&k.source, &k.name)))
+        .collect();
+    let compiled = compile_kernels(&target, &model, n_ctx).unwrap();
+    let fake = Arc::new(FakeRuntime::with_arch(1 << 34, &target.full, warp_size));
+    let runtime: Arc<dyn GpuRuntime> = fake.clone();
+    let table = LoadedKernelTable::load(&runtime, &compiled.binaries, compiled.selector).unwrap();
+    let gpu = GpuBackend::new(runtime, model, Box::new(table), ExecutorConfig::new(n_ctx)).unwrap();
+    for (n_tokens, logits) in [
+        (1, Logits::LastRow),
+        (3, Logits::AllRows),
+        (9, Logits::LastRow),
+        (9, Logits::AllRows),
+    ] {
+        let launches = gpu
+            .schedule(ScheduleRequest {
+                n_tokens,
+                logits,
+                argmax: true,
+            })
+            .unwrap();
+        for launch in &launches {
+            let Launch::Kernel {
+                label,
+                function,
+                dims,
+                args,
+            } = launch
+            else {
+                continue;
+            };
+            let name = fake.function_name(*function);
+            let kinds: Vec<bool> = args
+                .iter()
+                .map(|a| matches!(a, KernelArg::Ptr(_)))
+                .collect();
+            assert_eq!(
+                kinds, params[&name],
+                "{label} -> {name} at {n_tokens} tokens"
+            );
+            let threads = dims.block.0 * dims.block.1 * dims.block.2;
+            assert!(
+                (1..=1024).contains(&threads),
+                "{name}: block {:?}",
+                dims.block
+            );
+            assert!(
+                dims.grid.0 * dims.grid.1 * dims.grid.2 >= 1,
+                "{name}: grid {:?}",
+                dims.grid
+            );
+        }
+    }
+}
+
+#[test]
+fn compiled_cuda_kernels_match_the_schedules() {
+    compiled_kernels_match_the_schedules("sm_90", 32);
+}
+
+#[test]
+fn compiled_hip_kernels_match_the_schedules() {
+    compiled_kernels_match_the_schedules("gfx90a:sramecc+:xnack-", 64);
+}
+
+#[test]
+fn open_backend_picks_the_cpu_or_fails_for_an_absent_gpu() {
+    use rocmforge::backend::gpu::open_backend;
+    let model = tiny_llama();
+    let cpu = open_backend("cpu", model.clone(), 16).unwrap();
+    assert!(cpu.name().starts_with("cpu"), "{}", cpu.name());
+    if rocmforge::backend::cuda::CudaRuntime::new(0).is_ok()
+        || rocmforge::backend::hip::HipRuntime::new(0).is_ok()
+    {
+        eprintln!("skipped: a GPU is present, auto would pick it");
+        return;
+    }
+    assert!(open_backend("auto", model.clone(), 16)
+        .unwrap()
+        .name()
+        .starts_with("cpu"));
+    let err = open_backend("cuda:0", model, 16)
+        .err()
+        .expect("no CUDA here")
+        .to_string();
+    assert!(err.contains("cuda:0"), "{err}");
+}

@@ -1,0 +1,272 @@
+//! Every op of the program on the GPU against the CPU reference ops (src/backend/cpu/ops.rs), on
+//! random inputs at real model shapes (SmolLM2-135M, Qwen2.5-0.5B, Llama-3-8B; one layer each)
+//! and across weight formats, for a decode-sized (1 token) and a prefill-sized (9 tokens)
+//! launch. Skips with a printed reason without a GPU.
+//!
+//! Tolerances are normalized mean squared errors (llama.cpp test-backend-ops' metric), chosen
+//! per op from what may legitimately differ:
+//! - embed, split, add: the same f32 arithmetic, only the order of independent operations
+//!   differs: 1e-12 (a single wrong element out of thousands gives ~1e-4 or more).
+//! - silu_mul, rmsnorm, rope: vendor `expf`/`rsqrtf`/`sincosf` are within a few ulp and the norm
+//!   reduction is reordered: 1e-9.
+//! - matmul: same dequantized weights, f32 sums in another order over K <= 14336 gives NMSE
+//!   ~1e-11; a GEMM that feeds tensor cores f16-rounded activations (relative 2^-11 per
+//!   element) gives ~1e-7. Bound 1e-6: admits both, fails any indexing or dequant error (~1).
+//! - attention: the CPU reference is given the GPU's own f16 cache (read back), so only f32
+//!   softmax/accumulation order differs: 1e-8. The cache itself is checked exactly: kv_store
+//!   must write round-to-nearest f16 of the new keys and values.
+
+mod gpu_support;
+
+use std::sync::Arc;
+
+use gpu_support::{gpu_or_skip, nmse, random_rows, SynthModel};
+use rocmforge::backend::cpu::ops::{self, AttnShape};
+use rocmforge::backend::gpu::{ExecutorConfig, GpuBackend, GpuRuntime, Section, StepSite};
+use rocmforge::graph::{Op, Step};
+use rocmforge::plan::Model;
+
+const N_CTX: usize = 64;
+const POS0: usize = 5;
+
+fn tolerance(op: Op) -> f64 {
+    match op {
+        Op::Embed | Op::Split | Op::Add => 1e-12,
+        Op::SiluMul | Op::RmsNorm | Op::HeadRmsNorm | Op::Rope => 1e-9,
+        Op::Matmul => 1e-6,
+        Op::Attention => 1e-8,
+    }
+}
+
+struct Harness<'a> {
+    model: &'a Model,
+    gpu: GpuBackend,
+    failures: Vec<String>,
+    label: String,
+}
+
+impl Harness<'_> {
+    fn width(&self, id: usize) -> usize {
+        self.model.program.values[id].width
+    }
+
+    /// CPU reference of `step` on `inputs` (rows of each input value).
+    fn reference(
+        &self,
+        step: &Step,
+        layer: Option<usize>,
+        tokens: &[u32],
+        inputs: &[Vec<f32>],
+        cache: Option<(&[f32], &[f32])>,
+    ) -> Vec<Vec<f32>> {
+        let model = self.model;
+        let hp = &model.hparams;
+        let n = tokens.len();
+        let weight = |slot: usize| {
+            step.weights[slot]
+                .as_ref()
+                .map(|role| model.weight(layer, role).expect("bound"))
+        };
+        let out_width = self.width(step.outputs[0]);
+        let mut out = vec![0f32; n * out_width];
+        match step.op {
+            Op::Embed => {
+                let t = weight(0).unwrap();
+                ops::embed(model.weight_bytes(t), t.ty, out_width, tokens, &mut out);
+            }
+            Op::RmsNorm | Op::HeadRmsNorm => {
+                let w = model.weight_f32(weight(0).unwrap());
+                ops::rmsnorm(&inputs[0], &w, hp.norm_eps, &mut out);
+            }
+            Op::Matmul => {
+                let t = weight(0).unwrap();
+                let bias = weight(1).map(|b| model.weight_f32(b));
+                let (k, cols) = (t.dims[0] as usize, t.dims[1] as usize);
+                ops::matmul(
+                    model.weight_bytes(t),
+                    t.ty,
+                    k,
+                    cols,
+                    &inputs[0],
+                    bias.as_deref(),
+                    &mut out,
+                );
+            }
+            Op::Split => {
+                let mut outs: Vec<Vec<f32>> =
+                    step.params.iter().map(|w| vec![0f32; n * w]).collect();
+                let mut refs: Vec<&mut [f32]> = outs.iter_mut().map(|v| &mut v[..]).collect();
+                ops::split(&inputs[0], &step.params, &mut refs);
+                return outs;
+            }
+            Op::Rope => {
+                out.copy_from_slice(&inputs[0]);
+                ops::rope(
+                    &mut out,
+                    out_width,
+                    hp.head_dim,
+                    POS0,
+                    hp.rope_base,
+                    hp.rope_style,
+                );
+            }
+            Op::Attention => {
+                let (kc, vc) = cache.expect("attention needs the cache");
+                let shape = AttnShape {
+                    n_head: hp.n_head,
+                    n_kv_head: hp.n_kv_head,
+                    head_dim: hp.head_dim,
+                };
+                ops::attention(&inputs[0], kc, vc, shape, POS0, &mut out);
+            }
+            Op::Add => ops::add(&inputs[0], &inputs[1], &mut out),
+            Op::SiluMul => ops::silu_mul(&inputs[0], &inputs[1], &mut out),
+        }
+        vec![out]
+    }
+
+    fn check_step(&mut self, site: StepSite, step: &Step, n: usize, seed: u64) {
+        let hp = &self.model.hparams;
+        let tokens: Vec<u32> = (0..n as u64)
+            .map(|i| ((seed * 7919 + i * 104_729) % hp.n_vocab as u64) as u32)
+            .collect();
+        if step.op == Op::Attention {
+            // Earlier positions hold keys and values of an earlier call, as in a real prefix.
+            let prefix: Vec<Vec<f32>> = step
+                .inputs
+                .iter()
+                .enumerate()
+                .map(|(i, &id)| random_rows(POS0 * self.width(id), seed ^ (100 + i as u64), 1.0))
+                .collect();
+            for (&id, rows) in step.inputs.iter().zip(&prefix) {
+                self.gpu.set_value_rows(id, rows).unwrap();
+            }
+            self.gpu.run_single_step(site, &[0; POS0], 0).unwrap();
+        }
+        let inputs: Vec<Vec<f32>> = step
+            .inputs
+            .iter()
+            .enumerate()
+            .map(|(i, &id)| random_rows(n * self.width(id), seed ^ i as u64, 1.0))
+            .collect();
+        for (&id, rows) in step.inputs.iter().zip(&inputs) {
+            self.gpu.set_value_rows(id, rows).unwrap();
+        }
+        self.gpu.run_single_step(site, &tokens, POS0).unwrap();
+        let cache = (step.op == Op::Attention).then(|| {
+            let layer = site.layer.unwrap();
+            let (k, v) = self.gpu.kv_rows(layer, POS0 + n).unwrap();
+            let kv_width = hp.kv_width();
+            let rounded = |x: &[f32]| -> Vec<f32> {
+                x.iter().map(|&f| half::f16::from_f32(f).to_f32()).collect()
+            };
+            if k[POS0 * kv_width..] != rounded(&inputs[1])[..]
+                || v[POS0 * kv_width..] != rounded(&inputs[2])[..]
+            {
+                self.failures.push(format!(
+                    "{} {} n={n}: kv_store did not write f16(k), f16(v)",
+                    self.label, step.name
+                ));
+            }
+            (k, v)
+        });
+        let want = self.reference(
+            step,
+            site.layer,
+            &tokens,
+            &inputs,
+            cache.as_ref().map(|(k, v)| (&k[..], &v[..])),
+        );
+        for (&out_id, want) in step.outputs.iter().zip(&want) {
+            let got = self.gpu.value_rows(out_id, n).unwrap();
+            let err = nmse(&got, want);
+            let ok = err <= tolerance(step.op) && got.iter().all(|v| v.is_finite());
+            eprintln!(
+                "{:<34} {:<28} n={n:<2} nmse {err:.3e} {}",
+                self.label,
+                format!("{} ({})", step.name, step.op.name()),
+                if ok { "ok" } else { "FAIL" }
+            );
+            if !ok {
+                self.failures.push(format!(
+                    "{} {} n={n}: nmse {err:.3e} > {:.0e}",
+                    self.label,
+                    step.name,
+                    tolerance(step.op)
+                ));
+            }
+        }
+    }
+}
+
+fn check_model(runtime: &Arc<dyn GpuRuntime>, spec: SynthModel) -> Vec<String> {
+    let model = spec.build();
+    let gpu = match GpuBackend::load(runtime.clone(), model.clone(), ExecutorConfig::new(N_CTX)) {
+        Ok(gpu) => gpu,
+        Err(e) => return vec![format!("{}: cannot load: {e}", spec.label())],
+    };
+    let mut h = Harness {
+        model: &model,
+        gpu,
+        failures: Vec::new(),
+        label: spec.label(),
+    };
+    let program = &model.program;
+    let sections = [
+        (Section::Prologue, None, &program.prologue),
+        (Section::Block, Some(0), &program.block),
+        (Section::Epilogue, None, &program.epilogue),
+    ];
+    for n in [1usize, 9] {
+        for (section, layer, steps) in sections {
+            for (index, step) in steps.iter().enumerate() {
+                let site = StepSite {
+                    section,
+                    index,
+                    layer,
+                };
+                h.check_step(site, step, n, 17 + index as u64);
+            }
+        }
+    }
+    h.failures
+}
+
+fn run(specs: Vec<SynthModel>) {
+    let Some(runtime) = gpu_or_skip() else { return };
+    let failures: Vec<String> = specs
+        .into_iter()
+        .flat_map(|spec| check_model(&runtime, spec))
+        .collect();
+    assert!(
+        failures.is_empty(),
+        "{} failures:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+}
+
+#[test]
+fn smollm2_shape_every_op() {
+    run(["Q4_0", "Q4_1", "Q8_0", "F16", "Q4_K", "Q6_K"]
+        .into_iter()
+        .map(|w| SynthModel::new("smollm2-135m", 1, w))
+        .collect());
+}
+
+#[test]
+fn qwen25_shape_every_op() {
+    let mut specs: Vec<SynthModel> = ["Q5_0", "Q5_1", "Q2_K", "Q3_K", "Q5_K", "BF16", "F32"]
+        .into_iter()
+        .map(|w| SynthModel::new("qwen2.5-0.5b", 1, w))
+        .collect();
+    let mut fused = SynthModel::new("qwen2.5-0.5b", 1, "Q8_0");
+    fused.fused_qkv = true;
+    specs.push(fused);
+    run(specs);
+}
+
+#[test]
+fn llama3_8b_shape_every_op() {
+    run(vec![SynthModel::new("llama3-8b", 1, "Q4_K_M")]);
+}

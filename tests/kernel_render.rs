@@ -1,0 +1,417 @@
+//! Rendering and validation of every kernel for real model shapes, every weight format and the
+//! three reference targets. Compiling them is tests/kernel_compile.rs.
+
+use std::collections::BTreeSet;
+
+use rocmforge::codegen::compiler::Target;
+use rocmforge::codegen::context::{OpContext, Tunable};
+use rocmforge::codegen::kernel_set::{KernelKind, StepAt, DECODE_MAX_TOKENS};
+use rocmforge::codegen::ops::attention::{AttentionPhase, AttentionShape};
+use rocmforge::codegen::ops::rope::RotaryPairs;
+use rocmforge::codegen::ops::{
+    AttentionContext, EmbedContext, GemmContext, GemvContext, RmsNormContext,
+};
+use rocmforge::codegen::quant::{gpu_formats, weight_layout};
+use rocmforge::codegen::shape::{fitting_format, ModelShape, ShapeHparams, StepShape};
+use rocmforge::codegen::{kernels_for_shape, CodegenError, Renderer, TuningChoice};
+use rocmforge::gguf::GgmlType;
+
+/// (name, n_embd, n_head, n_kv_head, head_dim, n_ff, n_vocab)
+const SHAPES: &[(&str, usize, usize, usize, usize, usize, usize)] = &[
+    ("smollm2-135m", 576, 9, 3, 64, 1536, 49152),
+    ("qwen2.5-0.5b", 896, 14, 2, 64, 4864, 151936),
+    ("llama3-8b", 4096, 32, 8, 128, 14336, 128256),
+];
+const TARGETS: &[&str] = &["gfx90a", "gfx1030", "sm_90"];
+const N_CTX: usize = 4096;
+
+fn hparams(i: usize) -> ShapeHparams {
+    let (_, n_embd, n_head, n_kv_head, head_dim, n_ff, n_vocab) = SHAPES[i];
+    ShapeHparams {
+        n_embd,
+        n_head,
+        n_kv_head,
+        head_dim,
+        n_ff,
+        n_vocab,
+        norm_eps: 1e-5,
+        rope_base: 10000.0,
+        rope_style: if i == 1 {
+            RotaryPairs::Neox
+        } else {
+            RotaryPairs::Normal
+        },
+    }
+}
+
+fn target(arch: &str) -> Target {
+    Target::parse(arch).expect("reference target")
+}
+
+#[test]
+fn every_kernel_renders_for_every_shape_format_and_target() {
+    let renderer = Renderer::embedded().unwrap();
+    for arch in TARGETS {
+        let t = target(arch);
+        for i in 0..SHAPES.len() {
+            for format in gpu_formats() {
+                let shape = ModelShape::decoder(&hparams(i), 2, format, i == 2);
+                let set =
+                    kernels_for_shape(&shape, &t, &TuningChoice::defaults(), N_CTX, &renderer)
+                        .unwrap_or_else(|e| {
+                            panic!("{} {} {arch}: {e}", SHAPES[i].0, format.name())
+                        });
+                let mut names = BTreeSet::new();
+                for k in &set.kernels {
+                    assert!(
+                        names.insert(k.name.clone()),
+                        "duplicate kernel name {}",
+                        k.name
+                    );
+                    let entry = format!("\n{}(", k.name);
+                    assert_eq!(
+                        k.source.matches(&entry).count(),
+                        1,
+                        "{}: entry point not defined once",
+                        k.name
+                    );
+                    assert!(k.source.contains("extern \"C\" __global__"), "{}", k.name);
+                    assert!(
+                        !k.source.contains("{{") && !k.source.contains("{%"),
+                        "{}: unrendered tera",
+                        k.name
+                    );
+                    let cuda = arch.starts_with("sm_");
+                    assert_eq!(
+                        k.source.contains("#include <cuda_fp16.h>"),
+                        cuda,
+                        "{}",
+                        k.name
+                    );
+                    assert!(
+                        !k.source.contains("#include <hip/hip_fp16.h>"),
+                        "{}: HIPRTC must not include hip_fp16.h",
+                        k.name
+                    );
+                    let warp = if *arch == "gfx90a" { 64 } else { 32 };
+                    assert!(
+                        k.source
+                            .contains(&format!("constexpr int WARP_SIZE = {warp};")),
+                        "{}",
+                        k.name
+                    );
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn kernel_set_has_one_kernel_per_distinct_matmul_problem() {
+    let renderer = Renderer::embedded().unwrap();
+    let t = target("sm_90");
+    for i in 0..SHAPES.len() {
+        let shape = ModelShape::decoder(&hparams(i), 3, GgmlType::Q8_0, false);
+        let set =
+            kernels_for_shape(&shape, &t, &TuningChoice::defaults(), N_CTX, &renderer).unwrap();
+        // Expected from the shape itself: the distinct (format, K, N) of its matmul steps.
+        let problems: BTreeSet<(GgmlType, usize, usize)> = shape
+            .layers
+            .iter()
+            .flatten()
+            .chain(&shape.epilogue)
+            .filter_map(|s| match s.shape {
+                StepShape::Matmul { format, k, n } => Some((format, k, n)),
+                _ => None,
+            })
+            .collect();
+        let count = |kind| set.kernels.iter().filter(|k| k.kind == kind).count();
+        assert_eq!(
+            count(KernelKind::MatmulGemv),
+            problems.len(),
+            "{}",
+            SHAPES[i].0
+        );
+        assert_eq!(
+            count(KernelKind::MatmulGemm),
+            problems.len(),
+            "{}",
+            SHAPES[i].0
+        );
+        assert_eq!(
+            count(KernelKind::Attention),
+            2,
+            "decode and prefill variants"
+        );
+        assert_eq!(count(KernelKind::Embed), 1);
+        assert_eq!(count(KernelKind::Argmax), 1);
+        assert_eq!(set.layers.len(), 3);
+    }
+}
+
+#[test]
+fn steps_launch_gemv_for_decode_and_gemm_for_prefill() {
+    let renderer = Renderer::embedded().unwrap();
+    let shape = ModelShape::decoder(&hparams(0), 1, GgmlType::Q4_0, false);
+    let set = kernels_for_shape(
+        &shape,
+        &target("gfx90a"),
+        &TuningChoice::defaults(),
+        N_CTX,
+        &renderer,
+    )
+    .unwrap();
+    let q = shape.layers[0].iter().position(|s| s.name == "q").unwrap();
+    let at = StepAt::Block { layer: 0, step: q };
+    let decode = set.for_step(at, 1).unwrap();
+    let prefill = set.for_step(at, DECODE_MAX_TOKENS + 1).unwrap();
+    assert_eq!(
+        decode.iter().map(|k| k.kind).collect::<Vec<_>>(),
+        [KernelKind::MatmulGemv]
+    );
+    assert_eq!(
+        prefill.iter().map(|k| k.kind).collect::<Vec<_>>(),
+        [KernelKind::MatmulGemm]
+    );
+    let attn = shape.layers[0]
+        .iter()
+        .position(|s| s.name == "attention")
+        .unwrap();
+    let kinds = |n| {
+        set.for_step(
+            StepAt::Block {
+                layer: 0,
+                step: attn,
+            },
+            n,
+        )
+        .unwrap()
+        .iter()
+        .map(|k| (k.kind, k.grid(n).2))
+        .collect::<Vec<_>>()
+    };
+    // Decode attention splits the keys over 16 blocks (the default); prefill does not.
+    assert_eq!(
+        kinds(1),
+        [(KernelKind::KvStore, 1), (KernelKind::Attention, 16)]
+    );
+    assert_eq!(
+        kinds(64),
+        [(KernelKind::KvStore, 1), (KernelKind::Attention, 1)]
+    );
+    assert!(set
+        .for_step(StepAt::Block { layer: 1, step: 0 }, 1)
+        .is_none());
+    assert!(set.for_step(StepAt::Epilogue(5), 1).is_none());
+}
+
+#[test]
+fn grids_cover_the_work() {
+    let t = target("gfx1030");
+    // GEMV: 4 rows per block by default.
+    let gemv = GemvContext::new(&t, GgmlType::Q6K, 4096, 128256);
+    assert_eq!(
+        gemv.grid_rule().grid(1),
+        (
+            128256usize.div_ceil(gemv.rows_per_block as usize) as u32,
+            1,
+            1
+        )
+    );
+    // GEMM: ceil(N / BN) x ceil(tokens / BM).
+    let gemm = GemmContext::new(&t, GgmlType::Q4_0, 896, 4864);
+    let (x, y, _) = gemm.grid_rule().grid(100);
+    assert!(x * gemm.bn >= 4864 && (x - 1) * gemm.bn < 4864);
+    assert!(y * gemm.bm >= 100 && (y - 1) * gemm.bm < 100);
+    // Embedding: one block row per token, enough threads for every chunk of a row.
+    let embed = EmbedContext::new(&t, GgmlType::Q8_0, 896, 151936);
+    let (x, y, _) = embed.grid_rule().grid(7);
+    assert_eq!(x, 7);
+    assert!(y * embed.threads * 32 >= 896);
+    // Per-head norm: one row per head per token.
+    let norm = RmsNormContext::new(&t, 64, 14, 1e-6);
+    let (x, _, _) = norm.grid_rule().grid(3);
+    assert!(x * norm.rows_per_block >= 42 && (x - 1) * norm.rows_per_block < 42);
+}
+
+fn invalid_reason(result: Result<(), CodegenError>) -> String {
+    match result {
+        Err(CodegenError::Invalid { reason, .. }) => reason,
+        other => panic!("expected an invalid-context error, got {other:?}"),
+    }
+}
+
+#[test]
+fn validation_rejects_inconsistent_knobs_and_shapes() {
+    let t = target("gfx90a");
+    // A 256-value K-quant cannot cover rows of 576.
+    let reason = invalid_reason(GemvContext::new(&t, GgmlType::Q4K, 576, 64).validate());
+    assert!(reason.contains("576") && reason.contains("256"), "{reason}");
+    assert_eq!(fitting_format(GgmlType::Q4K, 576), GgmlType::Q5_0);
+    assert!(
+        GemvContext::new(&t, fitting_format(GgmlType::Q4K, 576), 576, 64)
+            .validate()
+            .is_ok()
+    );
+    // GEMM: BK must divide K and hold whole chunks; the thread tile must divide the block tile.
+    let gemm = GemmContext::new(&t, GgmlType::Q4_0, 896, 64);
+    assert!(invalid_reason(
+        gemm.with_knobs(&rocmforge::codegen::ops::matmul::GemmKnobs {
+            bk: 48,
+            ..gemm.knobs()
+        })
+        .validate()
+    )
+    .contains("BK"));
+    assert!(invalid_reason(
+        gemm.with_knobs(&rocmforge::codegen::ops::matmul::GemmKnobs {
+            tm: 3,
+            ..gemm.knobs()
+        })
+        .validate()
+    )
+    .contains("thread tile"));
+    // Block x extent must be whole warps (64 on gfx90a), and no more than 1024 threads.
+    let norm = RmsNormContext::new(&t, 576, 1, 1e-5);
+    let bad = rocmforge::codegen::ops::rmsnorm::RmsNormKnobs {
+        threads_per_row: 32,
+        rows_per_block: 4,
+    };
+    assert!(invalid_reason(norm.with_knobs(&bad).validate()).contains("warp size 64"));
+    let big = rocmforge::codegen::ops::rmsnorm::RmsNormKnobs {
+        threads_per_row: 512,
+        rows_per_block: 4,
+    };
+    assert!(invalid_reason(norm.with_knobs(&big).validate()).contains("1024"));
+    // Attention: head_dim must split into power-of-two lanes; heads must group evenly.
+    let shape = AttentionShape {
+        head_dim: 80,
+        n_head: 8,
+        n_kv_head: 2,
+        n_ctx: 512,
+    };
+    let reason =
+        invalid_reason(AttentionContext::new(&t, AttentionPhase::Decode, shape, 4).validate());
+    assert!(reason.contains("head_dim 80"), "{reason}");
+    let shape = AttentionShape {
+        head_dim: 64,
+        n_head: 9,
+        n_kv_head: 2,
+        n_ctx: 512,
+    };
+    assert!(invalid_reason(
+        AttentionContext::new(&t, AttentionPhase::Prefill, shape, 4).validate()
+    )
+    .contains("groups"));
+}
+
+#[test]
+fn candidate_zero_is_the_default_and_every_candidate_validates() {
+    let t = target("sm_90");
+    let gemv = GemvContext::new(&t, GgmlType::Q4K, 4096, 14336);
+    let cands = gemv.candidates();
+    assert_eq!(cands[0], gemv.knobs());
+    assert!(cands.len() > 1);
+    for c in &cands {
+        gemv.with_knobs(c).validate().unwrap();
+    }
+    let shape = AttentionShape {
+        head_dim: 128,
+        n_head: 32,
+        n_kv_head: 8,
+        n_ctx: 8192,
+    };
+    let attn = AttentionContext::new(&t, AttentionPhase::Decode, shape, 4);
+    assert_eq!(attn.candidates()[0], attn.knobs());
+    for c in attn.candidates() {
+        attn.with_knobs(&c).validate().unwrap();
+    }
+    // Picking another candidate changes the knobs, hence the kernel name; an index past the
+    // candidates is an error naming the problem.
+    let mut tuning = TuningChoice::defaults();
+    tuning.pick(gemv.problem(), 1);
+    let tuned = tuning.apply(gemv.clone()).unwrap();
+    assert_eq!(tuned.knobs(), cands[1]);
+    assert_ne!(tuned.kernel_name(), gemv.kernel_name());
+    tuning.pick(gemv.problem(), cands.len());
+    match tuning.apply(gemv.clone()) {
+        Err(CodegenError::BadTuning { problem, count, .. }) => {
+            assert_eq!((problem, count), (gemv.problem(), cands.len()))
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn kernel_names_follow_op_format_hash() {
+    let t = target("gfx90a");
+    let ctx = GemvContext::new(&t, GgmlType::Q4_1, 896, 896);
+    let name = ctx.kernel_name();
+    let hash = name.strip_prefix("matmul_gemv_q4_1_").expect(&name);
+    assert!(
+        hash.len() == 8 && hash.bytes().all(|b| b.is_ascii_hexdigit()),
+        "{name}"
+    );
+    // The hash covers the target: the same problem for another warp size is another kernel.
+    assert_ne!(
+        GemvContext::new(&target("gfx1030"), GgmlType::Q4_1, 896, 896).kernel_name(),
+        name
+    );
+    assert_eq!(
+        GemvContext::new(&t, GgmlType::Q4_1, 896, 896).kernel_name(),
+        name
+    );
+}
+
+#[test]
+fn floats_render_as_exact_f32_literals() {
+    let renderer = Renderer::embedded().unwrap();
+    for eps in [1e-5f32, 1e-6, 9.999999e-7, 0.1, 1.0] {
+        let src = renderer
+            .render(&RmsNormContext::new(&target("sm_90"), 576, 1, eps))
+            .unwrap();
+        let line = src
+            .lines()
+            .find(|l| l.contains("constexpr float EPS"))
+            .unwrap();
+        let literal = line
+            .split('=')
+            .nth(1)
+            .unwrap()
+            .trim()
+            .trim_end_matches(';')
+            .trim_end_matches('f');
+        assert_eq!(literal.parse::<f32>().unwrap(), eps, "{line}");
+    }
+}
+
+#[test]
+fn template_directory_override_reads_the_same_names_from_disk() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("templates");
+    let from_disk = Renderer::from_dir(&dir).unwrap();
+    let embedded = Renderer::embedded().unwrap();
+    let ctx = GemmContext::new(&target("gfx1030"), GgmlType::Q3K, 4096, 4096);
+    assert_eq!(
+        from_disk.render(&ctx).unwrap(),
+        embedded.render(&ctx).unwrap()
+    );
+    let empty = std::env::temp_dir().join(format!("rocmforge-no-templates-{}", std::process::id()));
+    std::fs::create_dir_all(&empty).unwrap();
+    match Renderer::from_dir(&empty) {
+        Err(CodegenError::TemplateDir { file, .. }) => assert!(file.ends_with(".hip.tera")),
+        Err(other) => panic!("{other}"),
+        Ok(_) => panic!("an empty template directory must not load"),
+    }
+}
+
+#[test]
+fn every_weight_format_has_a_snippet() {
+    for format in rocmforge::gguf::types::SUPPORTED {
+        let layout = weight_layout(*format).unwrap_or_else(|| panic!("{}", format.name()));
+        assert!(
+            rocmforge::codegen::render::template_names().any(|n| n == layout.template()),
+            "{}",
+            format.name()
+        );
+    }
+}
