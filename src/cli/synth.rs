@@ -29,6 +29,9 @@ pub struct SynthArgs {
     pub n_head: Option<usize>,
     #[arg(long)]
     pub n_kv_head: Option<usize>,
+    /// Head size (default: the preset's, or n_embd / n_head when either of those is given)
+    #[arg(long)]
+    pub head_dim: Option<usize>,
     #[arg(long)]
     pub n_ff: Option<usize>,
     #[arg(long)]
@@ -68,6 +71,7 @@ pub fn run(a: &SynthArgs) -> Result<(), Box<dyn std::error::Error>> {
     if a.n_embd.is_some() || a.n_head.is_some() {
         shape.head_dim = shape.n_embd / shape.n_head;
     }
+    set(&mut shape.head_dim, a.head_dim);
     if a.untied {
         shape.tied = false;
     }
