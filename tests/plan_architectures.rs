@@ -214,3 +214,30 @@ fn phi3_file_with_separate_qkv_is_refused_naming_the_fused_tensor() {
         "{err}"
     );
 }
+
+#[test]
+fn phi3_with_longrope_factors_is_refused_with_the_reason() {
+    let dir = common::scratch("plan-phi3-longrope");
+    let src = tiny("phi3-mini", 2, 2, 32, &dir);
+    let f = GgufFile::open(&src).unwrap();
+    let mut w = GgufWriter::new();
+    for (k, v) in &f.metadata {
+        w.metadata(k.clone(), v.clone());
+    }
+    for t in &f.tensors {
+        w.tensor(t.name.clone(), &t.dims, t.ty, f.tensor_bytes(t).to_vec());
+    }
+    w.tensor(
+        "rope_factors_short.weight",
+        &[16],
+        GgmlType::F32,
+        vec![0; 64],
+    );
+    let out = dir.join("longrope.gguf");
+    w.write(&out).unwrap();
+    let err = bind_file(&out).unwrap_err().to_string();
+    assert!(
+        err.contains("rope_factors_short.weight") && err.contains("LongRoPE"),
+        "{err}"
+    );
+}

@@ -23,6 +23,17 @@ pub struct Plan {
     /// Roles of per-layer tensors; `{i}` in a name is the layer index.
     pub layer_tensors: BTreeMap<String, TensorSpec>,
     pub graph: GraphSpec,
+    /// Tensors whose presence marks a variant the plan does not compute (rope scaling factors,
+    /// say): such a file is refused with the reason rather than run wrongly.
+    #[serde(default)]
+    pub unsupported: Vec<Unsupported>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Unsupported {
+    pub tensor: String,
+    pub reason: String,
 }
 
 /// A hyper-parameter: a GGUF key (`{arch}` is general.architecture), optionally with a default
