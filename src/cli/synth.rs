@@ -8,7 +8,7 @@ use std::path::PathBuf;
 
 #[derive(Debug, Args)]
 pub struct SynthArgs {
-    /// Model shape to imitate: smollm2-135m, qwen2.5-0.5b, llama3-8b
+    /// Model shape to imitate: smollm2-135m, qwen2.5-0.5b, qwen3-0.6b, phi3-mini, llama3-8b
     #[arg(long)]
     pub preset: String,
     /// Weight format of the projections (F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K..Q6_K, Q4_K_M)
@@ -29,6 +29,9 @@ pub struct SynthArgs {
     pub n_head: Option<usize>,
     #[arg(long)]
     pub n_kv_head: Option<usize>,
+    /// Head size (default: the preset's, or n_embd / n_head when either of those is given)
+    #[arg(long)]
+    pub head_dim: Option<usize>,
     #[arg(long)]
     pub n_ff: Option<usize>,
     #[arg(long)]
@@ -68,6 +71,7 @@ pub fn run(a: &SynthArgs) -> Result<(), Box<dyn std::error::Error>> {
     if a.n_embd.is_some() || a.n_head.is_some() {
         shape.head_dim = shape.n_embd / shape.n_head;
     }
+    set(&mut shape.head_dim, a.head_dim);
     if a.untied {
         shape.tied = false;
     }
@@ -76,7 +80,9 @@ pub fn run(a: &SynthArgs) -> Result<(), Box<dyn std::error::Error>> {
     let plan = Plan::from_arg(a.arch.as_deref().unwrap_or(shape.plan))?;
     let tok = a.tokenizer_from.as_ref().map(GgufFile::open).transpose()?;
     let spec = SynthSpec {
-        name: format!("rocmforge synthetic {} {}", a.preset, a.weight_type),
+        // Not the preset: llama.cpp's vocabulary loader changes token attributes by model name
+        // (a name with "phi3" must have "</s>"), which a borrowed tokenizer may not have.
+        name: format!("rocmforge synthetic {}", a.weight_type),
         plan,
         shape,
         weights,

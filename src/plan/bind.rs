@@ -64,6 +64,15 @@ pub enum BindError {
         role: String,
         what: String,
     },
+    #[error(
+        "plan '{plan}': {file} has tensor '{tensor}': {reason}, which the plan does not compute"
+    )]
+    Unsupported {
+        plan: String,
+        file: String,
+        tensor: String,
+        reason: String,
+    },
     #[error("plan '{plan}': {what}")]
     Graph { plan: String, what: String },
     #[error(transparent)]
@@ -129,6 +138,18 @@ pub fn bind(plan: &Plan, file: Arc<GgufFile>) -> Result<Model, BindError> {
             file: ctx.file_name(),
             expected: plan.architectures.clone(),
             found: arch,
+        });
+    }
+    if let Some(u) = plan
+        .unsupported
+        .iter()
+        .find(|u| file.tensor(&u.tensor).is_some())
+    {
+        return Err(BindError::Unsupported {
+            plan: plan.name.clone(),
+            file: ctx.file_name(),
+            tensor: u.tensor.clone(),
+            reason: u.reason.clone(),
         });
     }
     let values = ctx.resolve_hparams(&arch)?;

@@ -23,6 +23,17 @@ pub struct Plan {
     /// Roles of per-layer tensors; `{i}` in a name is the layer index.
     pub layer_tensors: BTreeMap<String, TensorSpec>,
     pub graph: GraphSpec,
+    /// Tensors whose presence marks a variant the plan does not compute (rope scaling factors,
+    /// say): such a file is refused with the reason rather than run wrongly.
+    #[serde(default)]
+    pub unsupported: Vec<Unsupported>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Unsupported {
+    pub tensor: String,
+    pub reason: String,
 }
 
 /// A hyper-parameter: a GGUF key (`{arch}` is general.architecture), optionally with a default
@@ -123,4 +134,6 @@ pub struct GraphSpec {
 pub const EMBEDDED: &[(&str, &str)] = &[
     ("llama", include_str!("../../plans/llama.toml")),
     ("qwen2", include_str!("../../plans/qwen2.toml")),
+    ("qwen3", include_str!("../../plans/qwen3.toml")),
+    ("phi3", include_str!("../../plans/phi3.toml")),
 ];

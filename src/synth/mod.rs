@@ -14,7 +14,7 @@ use crate::gguf::quantize::random_blocks;
 use crate::gguf::writer::GgufWriter;
 use crate::gguf::{GgmlType, GgufFile, Value};
 use crate::graph::{build_program, Op};
-use crate::plan::schema::{HparamSpec, Plan};
+use crate::plan::schema::{HparamSpec, NumOrExpr, Plan, QkvLayout};
 use crate::util::rng::Rng;
 use rayon::prelude::*;
 use std::collections::BTreeMap;
@@ -120,6 +120,13 @@ pub fn synthesize(
     let mut w = GgufWriter::new();
     w.metadata("general.architecture", Value::String(arch.clone()));
     w.metadata("general.name", Value::String(spec.name.clone()));
+    w.metadata(
+        "general.description",
+        Value::String(format!(
+            "random weights shaped by plan {}, seed {}",
+            spec.plan.name, spec.seed
+        )),
+    );
     w.metadata("general.file_type", Value::U32(0));
 
     let mut n_vocab = s.n_vocab;
@@ -150,6 +157,7 @@ pub fn synthesize(
     .into_iter()
     .map(|(k, v)| (k.to_string(), v))
     .collect();
+    let values = with_plan_defaults(&spec.plan, values)?;
     for (name, hspec) in &spec.plan.hparams {
         let key = match hspec {
             HparamSpec::Key(k) => Some(k),
@@ -158,8 +166,9 @@ pub fn synthesize(
         let (Some(key), Some(&v)) = (key, values.get(name)) else {
             continue;
         };
-        // llama.cpp reads these two as f32 and the rest as u32, and checks the stored type.
-        let value = if matches!(name.as_str(), "norm_eps" | "rope_base") {
+        // llama.cpp reads these two (and any fraction) as f32, counts and sizes as u32, and
+        // checks the stored type.
+        let value = if matches!(name.as_str(), "norm_eps" | "rope_base") || v.fract() != 0.0 {
             Value::F32(v as f32)
         } else {
             Value::U32(v as u32)
@@ -170,8 +179,14 @@ pub fn synthesize(
         w.metadata(k, v);
     }
 
+    // A plan that fixes the layout gets it; `fused_qkv` only chooses where the plan accepts both.
+    let fused_qkv = match spec.plan.attention.qkv {
+        QkvLayout::Fused => true,
+        QkvLayout::Separate => false,
+        QkvLayout::Auto => spec.fused_qkv,
+    };
     let program =
-        build_program(&spec.plan, &values, spec.fused_qkv, &|_| false).map_err(SynthError::Spec)?;
+        build_program(&spec.plan, &values, fused_qkv, &|_| false).map_err(SynthError::Spec)?;
     let mut jobs: Vec<(String, Vec<u64>, GgmlType, f32, u64)> = Vec::new();
     let mut written: Vec<String> = Vec::new();
     for (step, in_block) in program.steps() {
@@ -267,6 +282,46 @@ pub fn synthesize(
         source,
     })?;
     Ok(report)
+}
+
+/// Adds the plan's own hyper-parameters (beyond the canonical ones of a [`Shape`]), each at its
+/// default evaluated over the values known so far, so that they are written under their keys and
+/// usable in shapes: e.g. a value head size that defaults to `head_dim`.
+fn with_plan_defaults(
+    plan: &Plan,
+    mut values: BTreeMap<String, f64>,
+) -> Result<BTreeMap<String, f64>, SynthError> {
+    let mut pending: Vec<&String> = plan
+        .hparams
+        .keys()
+        .filter(|name| !values.contains_key(*name))
+        .collect();
+    while !pending.is_empty() {
+        let before = pending.len();
+        pending.retain(|name| {
+            let default = match &plan.hparams[*name] {
+                HparamSpec::Full(f) => f.default.as_ref(),
+                HparamSpec::Key(_) => None,
+            };
+            let value = match default {
+                Some(NumOrExpr::Num(v)) => Some(*v),
+                Some(NumOrExpr::Expr(e)) => crate::plan::expr::eval_map(e, &values).ok(),
+                None => None,
+            };
+            if let Some(v) = value {
+                values.insert(name.to_string(), v);
+            }
+            value.is_none()
+        });
+        if pending.len() == before {
+            return Err(SynthError::Spec(format!(
+                "plan '{}': no value for hparams {pending:?}: synth needs a default over the \
+                 shape's values (n_embd, n_head, head_dim, ...) for each plan-specific one",
+                plan.name
+            )));
+        }
+    }
+    Ok(values)
 }
 
 fn fnv1a(bytes: &[u8]) -> u64 {

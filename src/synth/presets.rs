@@ -55,6 +55,41 @@ pub const PRESETS: &[(&str, Shape)] = &[
         },
     ),
     (
+        // head_dim 128 is its own setting, not n_embd / n_head (64).
+        "qwen3-0.6b",
+        Shape {
+            plan: "qwen3",
+            n_embd: 1024,
+            n_layer: 28,
+            n_head: 16,
+            n_kv_head: 8,
+            head_dim: 128,
+            n_ff: 3072,
+            n_vocab: 151936,
+            n_ctx_train: 40960,
+            norm_eps: 1e-6,
+            rope_base: 1000000.0,
+            tied: true,
+        },
+    ),
+    (
+        "phi3-mini",
+        Shape {
+            plan: "phi3",
+            n_embd: 3072,
+            n_layer: 32,
+            n_head: 32,
+            n_kv_head: 32,
+            head_dim: 96,
+            n_ff: 8192,
+            n_vocab: 32064,
+            n_ctx_train: 4096,
+            norm_eps: 1e-5,
+            rope_base: 10000.0,
+            tied: false,
+        },
+    ),
+    (
         "llama3-8b",
         Shape {
             plan: "llama",
