@@ -8,6 +8,8 @@
 #   phase2 (carry .devcarry/smol.part1): bench the synthetic models with rocmforge and
 #           llama-bench side by side on this card.
 #   phase3 (carry .devcarry/smol.part2): join SmolLM2, verify it, bench it, time to first token.
+#   all (carry .devbin, .devcarry/llamacpp-src.tar.xz): phase1 and phase2 in one call (no
+#           SmolLM2), plus a per-kernel profile (ncu) of one decode-bound and one small model.
 # Everything persists under /tmp/rf while the machine stays warm; results land in $OUT.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
@@ -51,7 +53,45 @@ bench() { # model: rocmforge and llama-bench on the same card, one row of the ta
     python3 tools/device/compare.py "$m" "$W/logs/rf-$m.json" "$W/logs/lc-$m.json" >> "$S"
 }
 
+start_llama_build() {
+    log "llama.cpp CUDA build starts"
+    mkdir -p "$W/llama" && tar xJf .devcarry/llamacpp-src.tar.xz -C "$W/llama"
+    setsid nohup bash -c "cmake -S $W/llama -B $W/llama/build -G Ninja -DCMAKE_BUILD_TYPE=Release \
+        -DGGML_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES=90 -DLLAMA_BUILD_APP=OFF -DLLAMA_BUILD_TESTS=OFF \
+        -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_SERVER=OFF -DLLAMA_CURL=OFF -DLLAMA_OPENSSL=OFF \
+        && cmake --build $W/llama/build -j 12 --target llama-bench; echo BUILD_EXIT \$?" \
+        > "$W/logs/llama-build.log" 2>&1 < /dev/null &
+}
+
+profile() { # model: per-kernel GPU time of a short bench run (decode inside its graph included)
+    local m=$1
+    log "profile $m"
+    timeout 150 ncu --metrics gpu__time_duration.sum --print-summary per-kernel --csv \
+        $RF bench --gguf "$M/$m.gguf" --device cuda -p 8 -n 4 -r 1 > "$W/logs/ncu-$m.csv" 2>&1
+    python3 tools/device/kernel_times.py "$W/logs/ncu-$m.csv" "$m" >> "$S" 2>&1
+}
+
 case ${1:-} in
+all)
+    nvidia-smi > "$W/logs/nvidia-smi.txt" 2>&1
+    start_llama_build
+    for t in Q8_0 Q4_0 Q4_K_M; do synth "qwen05-$t" qwen2.5-0.5b $t; synth "l8b4-$t" llama3-8b $t --layers 4; done
+    synth qwen3-Q8_0 qwen3-0.6b Q8_0
+    setsid nohup bash -c "for t in Q4_0 Q4_K_M Q8_0; do [ -f $M/l8b-\$t.gguf ] || $RF synth --preset llama3-8b --type \$t --out $M/l8b-\$t.gguf; done; echo SYNTH_DONE" \
+        > "$W/logs/synth8b.log" 2>&1 < /dev/null &
+    log "GPU test binaries"
+    OUT=$W/gpucheck timeout 200 tools/device/gpu-check.sh "$W/bin" gpu_runtime gpu_ops gpu_model > "$W/logs/gpu-check.log" 2>&1
+    echo "## GPU tests" >> "$S"; cat "$W/gpucheck/summary.txt" >> "$S" 2>/dev/null
+    echo -e "\n## verify: GPU vs CPU reference\n| model | result | logits | greedy |\n|---|---|---|---|" >> "$S"
+    for m in qwen05-Q8_0 qwen05-Q4_0 qwen05-Q4_K_M qwen3-Q8_0; do verify "$m"; done
+    for t in Q8_0 Q4_0 Q4_K_M; do verify "l8b4-$t" --gen-tokens 64; done
+    profile qwen05-Q4_0
+    for _ in $(seq 150); do grep -q BUILD_EXIT "$W/logs/llama-build.log" && grep -q SYNTH_DONE "$W/logs/synth8b.log" && break; sleep 2; done
+    echo -e "\n## bench (tok/s, median of 5; rocmforge / llama.cpp on this card)\n| model | rocmforge pp512 | llama.cpp pp512 | ratio | rocmforge tg128 | llama.cpp tg128 | ratio | roofline share |\n|---|---|---|---|---|---|---|---|" >> "$S"
+    for m in qwen05-Q8_0 qwen05-Q4_0 qwen05-Q4_K_M l8b-Q4_0 l8b-Q4_K_M l8b-Q8_0; do bench "$m"; done
+    profile l8b-Q4_0
+    log "all done"
+    ;;
 phase1)
     nvidia-smi > "$W/logs/nvidia-smi.txt" 2>&1
     log "llama.cpp CUDA build starts"
