@@ -86,18 +86,26 @@ pub struct Loaded {
 
 pub fn load(a: &ModelArgs) -> Result<Loaded, Box<dyn std::error::Error>> {
     let start = Instant::now();
+    // Drawn only when stderr is a terminal; kernel compilation shows its own bar.
+    let progress = indicatif::ProgressBar::new_spinner();
+    progress.enable_steady_tick(std::time::Duration::from_millis(100));
+    progress.set_message(format!("mapping {}", a.gguf.display()));
     let file = Arc::new(GgufFile::open(&a.gguf)?);
+    progress.set_message("binding the plan");
     let plan = match &a.arch {
         Some(p) => Plan::from_arg(p)?,
         None => Plan::for_architecture(file.architecture().unwrap_or("(none)"))?,
     };
     let model = Arc::new(bind(&plan, file.clone())?);
+    progress.set_message("reading the tokenizer");
     let tokenizer = Tokenizer::from_gguf(&file)?;
     let n_ctx = a.ctx_size.unwrap_or(model.hparams.n_ctx_train.min(4096));
     if n_ctx == 0 {
         return Err("--ctx-size must be at least 1".into());
     }
+    progress.set_message(format!("opening {} (kernels, weights, KV cache)", a.device));
     let backend = open_backend(&a.device, model.clone(), n_ctx)?;
+    progress.finish_and_clear();
     eprintln!(
         "rocmforge: {} on {}, plan {}, context {n_ctx}",
         a.gguf.display(),
