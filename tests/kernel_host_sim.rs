@@ -189,6 +189,15 @@ fn matmul_kernels_match_the_cpu() {
             MatmulCase::new(&mut rng, GgmlType::Q4_1, 256, 19, 5, true),
             Some(gemv_knobs(4, 2, 1, 4)),
         ),
+        // An odd number of 2-byte-aligned blocks per row: every other row starts at 2 mod 4.
+        (
+            MatmulCase::new(&mut rng, GgmlType::Q4_0, 96, 7, 1, false),
+            Some(gemv_knobs(1, 2, 1, 1)),
+        ),
+        (
+            MatmulCase::new(&mut rng, GgmlType::Q8_0, 160, 6, 2, true),
+            Some(gemv_knobs(2, 2, 1, 2)),
+        ),
         (
             MatmulCase::new(&mut rng, GgmlType::F16, 512, 37, 1, false),
             None,
