@@ -194,6 +194,16 @@ fn every_kernel_compiles_for_every_reference_target() {
                     if let Some(r) = outcome.kernel.registers.filter(|&r| r > max_registers.0) {
                         max_registers = (r, spec.name.clone());
                     }
+                    // GEMV register counts bound its occupancy, which decode speed depends on.
+                    if spec.kind == KernelKind::MatmulGemv {
+                        eprintln!(
+                            "{arch}: {} ({}) registers {:?} spills {:?}",
+                            spec.name,
+                            spec.problem,
+                            outcome.kernel.registers,
+                            outcome.kernel.spills
+                        );
+                    }
                     if outcome.kernel.spills.is_some_and(|s| s > 0) {
                         eprintln!("{arch}: {} spills {:?}", spec.name, outcome.kernel.spills);
                     }

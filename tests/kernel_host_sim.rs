@@ -116,48 +116,29 @@ impl MatmulCase {
     }
 }
 
-#[test]
-fn matmul_kernels_match_the_cpu() {
-    let t = Target::parse("gfx1030").unwrap();
-    let mut rng = Rng::new(11);
-    let cases = [
-        (
-            MatmulCase::new(&mut rng, GgmlType::Q4_0, 512, 37, 3, true),
-            None,
-        ),
-        (
-            MatmulCase::new(&mut rng, GgmlType::Q6K, 512, 37, 3, false),
-            Some(GemvKnobs {
-                rows_per_block: 2,
-                split_k: 2,
-                tokens: 2,
-            }),
-        ),
-        (
-            MatmulCase::new(&mut rng, GgmlType::F16, 512, 37, 1, false),
-            None,
-        ),
-        (
-            MatmulCase::new(&mut rng, GgmlType::Q5K, 256, 9, 2, true),
-            Some(GemvKnobs {
-                rows_per_block: 1,
-                split_k: 4,
-                tokens: 1,
-            }),
-        ),
-    ];
-    let gemm_cases = [
-        MatmulCase::new(&mut rng, GgmlType::Q5_1, 256, 70, 70, true),
-        MatmulCase::new(&mut rng, GgmlType::Q3K, 512, 64, 5, false),
-        MatmulCase::new(&mut rng, GgmlType::BF16, 64, 33, 9, false),
-    ];
+fn gemv_knobs(rows_per_block: u32, rows_per_warp: u32, split_k: u32, tokens: u32) -> GemvKnobs {
+    GemvKnobs {
+        rows_per_block,
+        rows_per_warp,
+        split_k,
+        tokens,
+    }
+}
+
+/// GEMV and GEMM launches on `target`, checked against the CPU matmul.
+fn check_matmuls(
+    target: &str,
+    gemv_cases: &[(MatmulCase, Option<GemvKnobs>)],
+    gemm_cases: &[MatmulCase],
+) {
+    let t = Target::parse(target).unwrap();
     let mut launches = Vec::new();
-    for (case, knobs) in &cases {
+    for (case, knobs) in gemv_cases {
         let ctx = GemvContext::new(&t, case.format, case.k, case.n);
         let ctx = knobs.as_ref().map_or(ctx.clone(), |k| ctx.with_knobs(k));
         launches.push(case.launch(spec(KernelKind::MatmulGemv, ctx)));
     }
-    for case in &gemm_cases {
+    for case in gemm_cases {
         launches.push(case.launch(spec(
             KernelKind::MatmulGemm,
             GemmContext::new(&t, case.format, case.k, case.n),
@@ -166,11 +147,89 @@ fn matmul_kernels_match_the_cpu() {
     let Some(()) = host_sim::run("matmul", &mut launches) else {
         return;
     };
-    let all = cases.iter().map(|(c, _)| c).chain(&gemm_cases);
+    let all = gemv_cases.iter().map(|(c, _)| c).chain(gemm_cases);
     for (case, l) in all.zip(&launches) {
         let err = max_rel_err(&bytes_f32(&l.buffers[2]), &case.expected());
-        assert!(err < TOL, "{}: error {err}", l.spec.problem);
+        assert!(
+            err < TOL,
+            "{} {}: error {err}",
+            l.spec.problem,
+            l.spec.context_json
+        );
     }
+}
+
+#[test]
+fn matmul_kernels_match_the_cpu() {
+    let mut rng = Rng::new(11);
+    // Row counts not a multiple of the rows per warp or per block; split-K with several rows per
+    // warp; several tokens per block with a partial last token group.
+    let cases = [
+        (
+            MatmulCase::new(&mut rng, GgmlType::Q4_0, 512, 37, 3, true),
+            None,
+        ),
+        (
+            MatmulCase::new(&mut rng, GgmlType::Q4_0, 512, 37, 1, true),
+            None,
+        ),
+        (
+            MatmulCase::new(&mut rng, GgmlType::Q8_0, 512, 29, 1, false),
+            Some(gemv_knobs(4, 8, 1, 1)),
+        ),
+        (
+            MatmulCase::new(&mut rng, GgmlType::Q4K, 512, 13, 1, true),
+            Some(gemv_knobs(1, 8, 4, 1)),
+        ),
+        (
+            MatmulCase::new(&mut rng, GgmlType::Q6K, 512, 37, 3, false),
+            Some(gemv_knobs(2, 1, 2, 2)),
+        ),
+        (
+            MatmulCase::new(&mut rng, GgmlType::Q4_1, 256, 19, 5, true),
+            Some(gemv_knobs(4, 2, 1, 4)),
+        ),
+        // An odd number of 2-byte-aligned blocks per row: every other row starts at 2 mod 4.
+        (
+            MatmulCase::new(&mut rng, GgmlType::Q4_0, 96, 7, 1, false),
+            Some(gemv_knobs(1, 2, 1, 1)),
+        ),
+        (
+            MatmulCase::new(&mut rng, GgmlType::Q8_0, 160, 6, 2, true),
+            Some(gemv_knobs(2, 2, 1, 2)),
+        ),
+        (
+            MatmulCase::new(&mut rng, GgmlType::F16, 512, 37, 1, false),
+            None,
+        ),
+        (
+            MatmulCase::new(&mut rng, GgmlType::Q5K, 256, 9, 2, true),
+            Some(gemv_knobs(1, 3, 4, 1)),
+        ),
+    ];
+    let gemm_cases = [
+        MatmulCase::new(&mut rng, GgmlType::Q5_1, 256, 70, 70, true),
+        MatmulCase::new(&mut rng, GgmlType::Q3K, 512, 64, 5, false),
+        MatmulCase::new(&mut rng, GgmlType::BF16, 64, 33, 9, false),
+    ];
+    check_matmuls("gfx1030", &cases, &gemm_cases);
+}
+
+/// Warp size 64 (gfx90a): reductions over 64 lanes, rows per warp and split-K.
+#[test]
+fn gemv_matches_the_cpu_with_64_lane_warps() {
+    let mut rng = Rng::new(13);
+    let cases = [
+        (
+            MatmulCase::new(&mut rng, GgmlType::Q4_0, 4096, 11, 1, true),
+            None,
+        ),
+        (
+            MatmulCase::new(&mut rng, GgmlType::Q8_0, 2048, 21, 2, false),
+            Some(gemv_knobs(2, 8, 2, 2)),
+        ),
+    ];
+    check_matmuls("gfx90a", &cases, &[]);
 }
 
 #[test]

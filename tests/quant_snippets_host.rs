@@ -54,11 +54,13 @@ fn read(rel: &str) -> String {
 fn program(formats: &[GgmlType]) -> String {
     let mut src = format!("{HOST_SHIM}{}\n", read("prelude/common.hip.tera"));
     let scale_min = read("quant/k_scale_min.hip.tera");
+    let words_a2 = read("quant/words_a2.hip.tera");
     let mut dispatch = String::new();
     for f in formats {
         let layout = weight_layout(*f).unwrap();
         let snippet = read(&layout.template())
-            .replace("{% include \"quant/k_scale_min.hip.tera\" %}", &scale_min);
+            .replace("{% include \"quant/k_scale_min.hip.tera\" %}", &scale_min)
+            .replace("{% include \"quant/words_a2.hip.tera\" %}", &words_a2);
         assert!(
             !snippet.contains("{%") && !snippet.contains("{{"),
             "{}: host harness expects plain C++",

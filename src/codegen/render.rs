@@ -29,6 +29,7 @@ const TEMPLATES: &[(&str, &str)] = embedded![
     "prelude/common.hip.tera",
     "quant/dot.hip.tera",
     "quant/k_scale_min.hip.tera",
+    "quant/words_a2.hip.tera",
     "quant/f32.hip.tera",
     "quant/f16.hip.tera",
     "quant/bf16.hip.tera",

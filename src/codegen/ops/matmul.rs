@@ -1,5 +1,5 @@
 //! Matrix products with GGUF weights W [N rows of K]: `out[t][n] = W[n] . x[t] (+ bias[n])`.
-//! GEMV for decode (a warp per row, dequantized in registers) and a shared-memory tiled GEMM for
+//! GEMV for decode (a warp per few rows sharing the x chunk in registers, dequantized in registers) and a shared-memory tiled GEMM for
 //! prefill; both read W through the format's `dq_chunk`.
 
 use serde::Serialize;
@@ -16,6 +16,8 @@ use crate::gguf::GgmlType;
 
 /// Most tokens one GEMV block serves (its per-thread accumulators).
 pub const GEMV_MAX_TOKENS: u32 = 8;
+/// Most output rows one GEMV warp owns (its accumulators are rows x tokens registers).
+pub const GEMV_MAX_ROWS_PER_WARP: u32 = 8;
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct GemvContext {
@@ -26,8 +28,10 @@ pub struct GemvContext {
     pub weight_format: &'static str,
     pub k: usize,
     pub n: usize,
-    /// Output rows per block, one per warp row of the block.
+    /// Warp rows per block (block y extent); each owns `rows_per_warp` output rows.
     pub rows_per_block: u32,
+    /// Consecutive output rows per warp: one load of an x chunk serves all of them.
+    pub rows_per_warp: u32,
     /// Warps sharing one row (split-K inside the block, reduced in shared memory).
     pub split_k: u32,
     /// Tokens per block: each dequantized chunk is used for all of them.
@@ -37,6 +41,7 @@ pub struct GemvContext {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct GemvKnobs {
     pub rows_per_block: u32,
+    pub rows_per_warp: u32,
     pub split_k: u32,
     pub tokens: u32,
 }
@@ -51,6 +56,7 @@ impl GemvContext {
             k,
             n,
             rows_per_block: 0,
+            rows_per_warp: 0,
             split_k: 0,
             tokens: 0,
         };
@@ -60,6 +66,7 @@ impl GemvContext {
     fn default_knobs(&self) -> GemvKnobs {
         GemvKnobs {
             rows_per_block: 4,
+            rows_per_warp: 4,
             split_k: 1,
             tokens: 1,
         }
@@ -87,8 +94,16 @@ impl OpContext for GemvContext {
     fn validate(&self) -> Result<(), CodegenError> {
         check_row_length(self, self.format, self.k)?;
         require(self.n > 0, self, || "no output rows".to_string())?;
-        require(self.rows_per_block >= 1 && self.split_k >= 1, self, || {
-            "rows_per_block and split_k must be at least 1".to_string()
+        require(
+            self.rows_per_block >= 1 && self.split_k >= 1 && self.rows_per_warp >= 1,
+            self,
+            || "rows_per_block, rows_per_warp and split_k must be at least 1".to_string(),
+        )?;
+        require(self.rows_per_warp <= GEMV_MAX_ROWS_PER_WARP, self, || {
+            format!(
+                "rows per warp {} is above {GEMV_MAX_ROWS_PER_WARP}",
+                self.rows_per_warp
+            )
         })?;
         require((1..=GEMV_MAX_TOKENS).contains(&self.tokens), self, || {
             format!(
@@ -107,13 +122,13 @@ impl OpContext for GemvContext {
     }
     fn shared_bytes(&self) -> u32 {
         if self.split_k > 1 {
-            4 * self.rows_per_block * self.split_k * self.tokens
+            4 * self.rows_per_block * self.rows_per_warp * self.split_k * self.tokens
         } else {
             0
         }
     }
     fn grid_rule(&self) -> GridRule {
-        let x = (self.n as u32).div_ceil(self.rows_per_block);
+        let x = (self.n as u32).div_ceil(self.rows_per_block * self.rows_per_warp);
         GridRule {
             x: Extent::Fixed(x),
             y: Extent::per_token(1, self.tokens),
@@ -130,23 +145,38 @@ impl Tunable for GemvContext {
     fn knobs(&self) -> GemvKnobs {
         GemvKnobs {
             rows_per_block: self.rows_per_block,
+            rows_per_warp: self.rows_per_warp,
             split_k: self.split_k,
             tokens: self.tokens,
         }
     }
     fn candidates(&self) -> Vec<GemvKnobs> {
         let mut list = vec![self.default_knobs()];
-        for (rows_per_block, split_k) in [(2, 1), (8, 1), (1, 1), (2, 2), (4, 2), (1, 4), (2, 4)] {
+        // (warp rows per block, rows per warp, split-K)
+        for (rows_per_block, rows_per_warp, split_k) in [
+            (4, 8, 1),
+            (2, 4, 1),
+            (8, 2, 1),
+            (4, 2, 1),
+            (4, 1, 1),
+            (2, 8, 1),
+            (1, 4, 2),
+            (2, 4, 2),
+            (1, 8, 4),
+            (2, 1, 4),
+        ] {
             list.push(GemvKnobs {
                 rows_per_block,
+                rows_per_warp,
                 split_k,
                 tokens: 1,
             });
         }
         // Batched decode (a few tokens per launch) reads each weight once for all of them.
-        for tokens in [2, 4] {
+        for (rows_per_warp, tokens) in [(2, 2), (1, 4), (2, 4)] {
             list.push(GemvKnobs {
                 rows_per_block: 4,
+                rows_per_warp,
                 split_k: 1,
                 tokens,
             });
@@ -156,6 +186,7 @@ impl Tunable for GemvContext {
     fn with_knobs(&self, knobs: &GemvKnobs) -> Self {
         GemvContext {
             rows_per_block: knobs.rows_per_block,
+            rows_per_warp: knobs.rows_per_warp,
             split_k: knobs.split_k,
             tokens: knobs.tokens,
             ..self.clone()
