@@ -394,6 +394,9 @@ fn attention_kernels_match_the_cpu() {
         ("gfx1030", AttentionPhase::Prefill, 6, 2, 64, 3, 6),
         ("gfx90a", AttentionPhase::Decode, 8, 2, 128, 50, 1),
         ("gfx90a", AttentionPhase::Prefill, 8, 8, 128, 0, 7),
+        // Phi-3's head size: 12 lanes of 8 dimensions padded to 16.
+        ("gfx1030", AttentionPhase::Decode, 4, 4, 96, 21, 1),
+        ("gfx90a", AttentionPhase::Prefill, 4, 2, 96, 2, 5),
     ];
     const N_CTX: usize = 64;
     let mut launches = Vec::new();

@@ -79,11 +79,7 @@ fn qwen3_kernels_compile_for_every_reference_target() {
 }
 
 /// Two heads of 96 (Phi-3's head size) tile n_embd 192; the fused gate/up splits in two.
-/// Ignored until the attention template takes head sizes that are not 8 x a power of two:
-/// it now refuses 96 ("head_dim 96 must be 8 x a power of two, at most 8 x the warp size").
-/// Run with `cargo test --test plan_kernels -- --ignored` once it does.
 #[test]
-#[ignore = "attention kernel: head_dim 96 is not 8 x a power of two"]
 fn phi3_kernels_compile_for_every_reference_target() {
     let model = tiny("phi3-mini", 192, 2, 2);
     assert_eq!(model.hparams.head_dim, 96);

@@ -128,15 +128,16 @@ impl OpContext for AttentionContext {
                 )
             },
         )?;
-        let lanes = self.head_dim / DIMS_PER_LANE;
+        // Lanes per key are rounded up to a power of two in the template; they must fit a warp.
+        let lanes = (self.head_dim / DIMS_PER_LANE).next_power_of_two();
         require(
-            self.head_dim.is_multiple_of(DIMS_PER_LANE)
-                && lanes.is_power_of_two()
+            self.head_dim > 0
+                && self.head_dim.is_multiple_of(DIMS_PER_LANE)
                 && lanes <= self.target.warp_size as usize,
             self,
             || {
                 format!(
-                    "head_dim {} must be 8 x a power of two, at most 8 x the warp size",
+                    "head_dim {} must be a multiple of 8 with at most 8 x the warp size rounded up to a power of two",
                     self.head_dim
                 )
             },
