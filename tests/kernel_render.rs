@@ -279,16 +279,16 @@ fn validation_rejects_inconsistent_knobs_and_shapes() {
         rows_per_block: 4,
     };
     assert!(invalid_reason(norm.with_knobs(&big).validate()).contains("1024"));
-    // Attention: head_dim must split into power-of-two lanes; heads must group evenly.
+    // Attention: head_dim must be whole lanes of 8 dimensions; heads must group evenly.
     let shape = AttentionShape {
-        head_dim: 80,
+        head_dim: 84,
         n_head: 8,
         n_kv_head: 2,
         n_ctx: 512,
     };
     let reason =
         invalid_reason(AttentionContext::new(&t, AttentionPhase::Decode, shape, 4).validate());
-    assert!(reason.contains("head_dim 80"), "{reason}");
+    assert!(reason.contains("head_dim 84"), "{reason}");
     let shape = AttentionShape {
         head_dim: 64,
         n_head: 9,

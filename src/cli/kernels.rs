@@ -35,10 +35,7 @@ pub struct KernelsArgs {
 
 pub fn run(a: &KernelsArgs) -> Result<(), Box<dyn std::error::Error>> {
     let file = Arc::new(GgufFile::open(&a.gguf)?);
-    let plan = match &a.arch {
-        Some(p) => Plan::from_arg(p)?,
-        None => Plan::for_architecture(file.architecture().unwrap_or("(none)"))?,
-    };
+    let plan = Plan::resolve(a.arch.as_deref(), &file)?;
     let model = bind(&plan, file)?;
     let target = Target::parse(&a.target)?;
     let set = kernels_for_model(

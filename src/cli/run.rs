@@ -92,10 +92,7 @@ pub fn load(a: &ModelArgs) -> Result<Loaded, Box<dyn std::error::Error>> {
     progress.set_message(format!("mapping {}", a.gguf.display()));
     let file = Arc::new(GgufFile::open(&a.gguf)?);
     progress.set_message("binding the plan");
-    let plan = match &a.arch {
-        Some(p) => Plan::from_arg(p)?,
-        None => Plan::for_architecture(file.architecture().unwrap_or("(none)"))?,
-    };
+    let plan = Plan::resolve(a.arch.as_deref(), &file)?;
     let model = Arc::new(bind(&plan, file.clone())?);
     progress.set_message("reading the tokenizer");
     let tokenizer = Tokenizer::from_gguf(&file)?;

@@ -33,10 +33,7 @@ type Generated = (Vec<u32>, Vec<Vec<f32>>);
 
 pub fn run(a: &VerifyArgs) -> Result<(), Box<dyn std::error::Error>> {
     let file = Arc::new(GgufFile::open(&a.model.gguf)?);
-    let plan = match &a.model.arch {
-        Some(p) => Plan::from_arg(p)?,
-        None => Plan::for_architecture(file.architecture().unwrap_or("(none)"))?,
-    };
+    let plan = Plan::resolve(a.model.arch.as_deref(), &file)?;
     let model = Arc::new(bind(&plan, file)?);
     let n_ctx = a.prompt_tokens + a.gen_tokens + 1;
     let mut gpu = open_backend(&a.model.device, model.clone(), n_ctx)?;

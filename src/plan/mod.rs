@@ -71,6 +71,15 @@ impl Plan {
             })
     }
 
+    /// `--arch` if given (a name or a path), else the embedded plan for the file's
+    /// `general.architecture`.
+    pub fn resolve(arch: Option<&str>, file: &crate::gguf::GgufFile) -> Result<Plan, PlanError> {
+        match arch {
+            Some(a) => Plan::from_arg(a),
+            None => Plan::for_architecture(file.architecture().unwrap_or("(none)")),
+        }
+    }
+
     /// The embedded plan that binds `general.architecture`.
     pub fn for_architecture(arch: &str) -> Result<Plan, PlanError> {
         Plan::embedded()
