@@ -18,6 +18,8 @@ pub enum BackendError {
         end: usize,
         n_ctx: usize,
     },
+    #[error("nothing to run: no tokens given (is the prompt empty?)")]
+    NoTokens,
     #[error("token id {id} is outside the vocabulary of {n_vocab}")]
     BadToken { id: u32, n_vocab: usize },
     #[error("{0}")]
@@ -59,6 +61,9 @@ pub fn check_forward(
     n_ctx: usize,
     n_vocab: usize,
 ) -> Result<(), BackendError> {
+    if tokens.is_empty() {
+        return Err(BackendError::NoTokens);
+    }
     let end = pos0 + tokens.len();
     if end > n_ctx {
         return Err(BackendError::ContextFull { pos0, end, n_ctx });
@@ -67,4 +72,33 @@ pub fn check_forward(
         return Err(BackendError::BadToken { id, n_vocab });
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn forward_input_is_checked_before_any_work() {
+        assert!(matches!(
+            check_forward(&[], 0, 8, 10),
+            Err(BackendError::NoTokens)
+        ));
+        assert!(matches!(
+            check_forward(&[1, 2], 7, 8, 10),
+            Err(BackendError::ContextFull {
+                pos0: 7,
+                end: 9,
+                n_ctx: 8
+            })
+        ));
+        assert!(matches!(
+            check_forward(&[3, 10], 0, 8, 10),
+            Err(BackendError::BadToken {
+                id: 10,
+                n_vocab: 10
+            })
+        ));
+        assert!(check_forward(&[9], 7, 8, 10).is_ok());
+    }
 }

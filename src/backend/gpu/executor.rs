@@ -379,9 +379,6 @@ impl Backend for GpuBackend {
         all_logits: bool,
     ) -> Result<Vec<f32>, BackendError> {
         check_forward(tokens, pos0, self.config.n_ctx, self.model.hparams.n_vocab)?;
-        if tokens.is_empty() {
-            return Ok(Vec::new());
-        }
         let logits = self.run_tokens(tokens, pos0, all_logits)?;
         if all_logits {
             return Ok(logits);
@@ -393,11 +390,6 @@ impl Backend for GpuBackend {
 
     fn forward_argmax(&mut self, tokens: &[u32], pos0: usize) -> Result<u32, BackendError> {
         check_forward(tokens, pos0, self.config.n_ctx, self.model.hparams.n_vocab)?;
-        if tokens.is_empty() {
-            return Err(BackendError::Device(
-                "forward_argmax needs at least one token".into(),
-            ));
-        }
         self.run_tokens(tokens, pos0, false)?;
         Ok(self.argmax_result()?)
     }
