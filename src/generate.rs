@@ -47,11 +47,7 @@ impl<'a> Generator<'a> {
         sampling: SamplerConfig,
     ) -> Self {
         // Plain greedy needs no logits on the host: the backend takes the argmax itself.
-        let no_penalties = sampling.repeat_last_n == 0
-            || (sampling.repeat_penalty == 1.0
-                && sampling.presence_penalty == 0.0
-                && sampling.frequency_penalty == 0.0);
-        let greedy = sampling.temperature <= 0.0 && no_penalties;
+        let greedy = sampling.is_greedy();
         Generator {
             backend,
             tokenizer,

@@ -52,6 +52,11 @@ impl SamplerConfig {
         }
     }
 
+    /// Plain greedy decoding: the argmax of the raw logits, which a backend can take itself.
+    pub fn is_greedy(&self) -> bool {
+        self.temperature <= 0.0 && !self.has_penalties()
+    }
+
     fn has_penalties(&self) -> bool {
         self.repeat_last_n > 0
             && (self.repeat_penalty != 1.0
@@ -160,13 +165,7 @@ impl Sampler {
 
 /// Index of the largest logit; the first one on ties.
 pub fn argmax(logits: &[f32]) -> u32 {
-    let mut best = 0;
-    for (i, &l) in logits.iter().enumerate() {
-        if l > logits[best] {
-            best = i;
-        }
-    }
-    best as u32
+    crate::backend::cpu::ops::argmax(logits) as u32
 }
 
 /// llama.cpp's `penalties` sampler over the last `repeat_last_n` tokens of `history`.
