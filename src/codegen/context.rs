@@ -99,6 +99,11 @@ pub trait OpContext: Serialize {
     fn segment_formats(&self) -> Vec<GgmlType> {
         Vec::new()
     }
+    /// Whether the kernel multiplies on matrix units: the renderer then adds the target's
+    /// matrix-tile prelude (`rf_tile_*`). Only contexts built for targets that have one say yes.
+    fn matrix_tiles(&self) -> bool {
+        false
+    }
     /// Op and shape without the knobs: the key of tuning results and of error messages.
     fn problem(&self) -> String;
     /// Knob and shape consistency, checked before rendering.

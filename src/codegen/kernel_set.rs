@@ -17,6 +17,7 @@
 //!              const float* bias2, const float* x, const float* norm_w, const float* residual,
 //!              float* out0, float* out1, float* out2, int n_tokens)   // unused slots null
 //! matmul_gemm (const u8* W, const float* x, float* out, const float* bias_or_null, int n_tokens)
+//!             (FP32 tiles, or f16 matrix tiles where the target has them: `matmul_gemm_tiles`)
 //! split       (const float* x, float* out0, float* out1, float* out2_or_null, int n_tokens)
 //! rope        (float* x, const int* pos0, int n_tokens)                    // in place
 //! kv_store    (const float* k, const float* v, __half* k_cache, __half* v_cache, const int* pos0, int n_tokens)
@@ -74,8 +75,9 @@ use super::ops::attention::{AttentionPhase, AttentionShape};
 use super::ops::elementwise::ElementwiseOp;
 use super::ops::matmul::{GemvEpilogue, GemvSegment};
 use super::ops::{
-    ArgmaxContext, AttentionContext, ElementwiseContext, EmbedContext, GemmContext, GemvContext,
-    KvStoreContext, RmsNormContext, RopeContext, RopeStoreContext, SplitContext,
+    ArgmaxContext, AttentionContext, ElementwiseContext, EmbedContext, GemmContext,
+    GemmTilesContext, GemvContext, KvStoreContext, RmsNormContext, RopeContext, RopeStoreContext,
+    SplitContext,
 };
 use super::render::Renderer;
 use super::shape::{ModelShape, ShapedStep, StepShape};
@@ -489,10 +491,18 @@ impl Builder<'_> {
                 KernelKind::RmsNorm,
                 RmsNormContext::new(t, *width, *rows_per_token, hp.norm_eps),
             )?),
-            StepShape::Matmul { format, k, n } => (
-                vec![self.add(KernelKind::MatmulGemv, GemvContext::new(t, *format, *k, *n))?],
-                vec![self.add(KernelKind::MatmulGemm, GemmContext::new(t, *format, *k, *n))?],
-            ),
+            StepShape::Matmul { format, k, n } => {
+                let gemm = match GemmTilesContext::new(t, *format, *k, *n) {
+                    Some(tiles) => self.add(KernelKind::MatmulGemm, tiles)?,
+                    None => {
+                        self.add(KernelKind::MatmulGemm, GemmContext::new(t, *format, *k, *n))?
+                    }
+                };
+                (
+                    vec![self.add(KernelKind::MatmulGemv, GemvContext::new(t, *format, *k, *n))?],
+                    vec![gemm],
+                )
+            }
             StepShape::Split { widths } => {
                 if !(2..=3).contains(&widths.len()) {
                     return Err(CodegenError::Step {

@@ -28,6 +28,7 @@ const TEMPLATES: &[(&str, &str)] = embedded![
     "prelude/hip.hip.tera",
     "prelude/cuda.hip.tera",
     "prelude/common.hip.tera",
+    "prelude/matrix_cuda.hip.tera",
     "quant/dot.hip.tera",
     "quant/k_scale_min.hip.tera",
     "quant/words_a2.hip.tera",
@@ -48,6 +49,7 @@ const TEMPLATES: &[(&str, &str)] = embedded![
     "rmsnorm.hip.tera",
     "matmul_gemv.hip.tera",
     "matmul_gemm.hip.tera",
+    "matmul_gemm_tiles.hip.tera",
     "split.hip.tera",
     "rope_pair.hip.tera",
     "rope.hip.tera",
@@ -124,7 +126,11 @@ impl Renderer {
             })?;
         context.insert("kernel_name", &name);
         let platform_prelude = format!("prelude/{}.hip.tera", ctx.target().platform);
-        let parts = [platform_prelude, "prelude/common.hip.tera".to_string()];
+        let mut parts = vec![platform_prelude];
+        if ctx.matrix_tiles() {
+            parts.push(format!("prelude/matrix_{}.hip.tera", ctx.target().platform));
+        }
+        parts.push("prelude/common.hip.tera".to_string());
         let segments = ctx.segment_formats();
         let weight_parts = |format: GgmlType| -> Result<[String; 2], CodegenError> {
             let layout = weight_layout(format).ok_or_else(|| CodegenError::UnsupportedFormat {
