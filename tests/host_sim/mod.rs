@@ -37,6 +37,11 @@ static inline float __half2float(__half h) { _Float16 f; std::memcpy(&f, &h.bits
 static inline __half __float2half(float v) { _Float16 f = (_Float16)v; __half h; std::memcpy(&h.bits, &f, 2); return h; }
 static inline float __uint_as_float(unsigned u) { float f; std::memcpy(&f, &u, 4); return f; }
 static inline float __int_as_float(int u) { float f; std::memcpy(&f, &u, 4); return f; }
+// The HIP prelude's rf_dp4a: four signed byte products summed into c.
+static inline int __builtin_amdgcn_sdot4(int a, int b, int c, bool) {
+    for (int i = 0; i < 4; ++i) c += (int)(signed char)(a >> 8 * i) * (int)(signed char)(b >> 8 * i);
+    return c;
+}
 static inline int min(int a, int b) { return a < b ? a : b; }
 static inline unsigned atomicAdd(unsigned* p, unsigned v) { return __atomic_fetch_add(p, v, __ATOMIC_SEQ_CST); }
 static inline void __threadfence() { std::atomic_thread_fence(std::memory_order_seq_cst); }
