@@ -45,6 +45,11 @@ const MATMUL_ARGS: &str =
     "(const unsigned char*)B[0], (const float*)B[1], (float*)B[2], (const float*)B[3], n_tokens";
 const MATMUL_ARGS_NO_BIAS: &str =
     "(const unsigned char*)B[0], (const float*)B[1], (float*)B[2], nullptr, n_tokens";
+/// The decode GEMV's ABI with one weight, no norm and no residual (buffers as for the GEMM).
+const GEMV_ARGS: &str = "(const unsigned char*)B[0], nullptr, nullptr, (const float*)B[3], \
+    nullptr, nullptr, (const float*)B[1], nullptr, nullptr, (float*)B[2], nullptr, nullptr, n_tokens";
+const GEMV_ARGS_NO_BIAS: &str = "(const unsigned char*)B[0], nullptr, nullptr, nullptr, nullptr, \
+    nullptr, (const float*)B[1], nullptr, nullptr, (float*)B[2], nullptr, nullptr, n_tokens";
 
 struct MatmulCase {
     format: GgmlType,
@@ -88,16 +93,13 @@ impl MatmulCase {
         if self.bias {
             buffers.push(f32_bytes(&self.bias_values));
         }
-        launch(
-            spec,
-            self.tokens as u32,
-            if self.bias {
-                MATMUL_ARGS
-            } else {
-                MATMUL_ARGS_NO_BIAS
-            },
-            buffers,
-        )
+        let args = match (spec.kind, self.bias) {
+            (KernelKind::MatmulGemv, true) => GEMV_ARGS,
+            (KernelKind::MatmulGemv, false) => GEMV_ARGS_NO_BIAS,
+            (_, true) => MATMUL_ARGS,
+            (_, false) => MATMUL_ARGS_NO_BIAS,
+        };
+        launch(spec, self.tokens as u32, args, buffers)
     }
 
     fn expected(&self) -> Vec<f32> {

@@ -16,7 +16,7 @@ pub use elementwise::ElementwiseContext;
 pub use embed::EmbedContext;
 pub use matmul::{GemmContext, GemvContext};
 pub use rmsnorm::RmsNormContext;
-pub use rope::{KvStoreContext, RopeContext};
+pub use rope::{KvStoreContext, RopeContext, RopeStoreContext};
 pub use split::SplitContext;
 
 /// Threads in a block of `n` warps.
