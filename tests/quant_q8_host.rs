@@ -9,6 +9,7 @@ mod quant_host;
 use std::fmt::Write as _;
 use std::path::Path;
 
+use host_sim::Q8x;
 use quant_host::{build, read, run_f32, snippet, HOST_SHIM};
 use rocmforge::codegen::context::{Extent, GridRule};
 use rocmforge::codegen::quant::{gpu_formats, weight_layout, WeightLayout};
@@ -24,56 +25,11 @@ const ROWS: usize = 6;
 /// products and the chunk sum differ (about 1e-7 of sum |w x| seen), as a share of sum |w x|.
 const TIGHT: f64 = 2e-6;
 
-/// x as q8_1 blocks of 32: q = round(v / d) half away from zero, d = max|v| / 127 (q = 0 for a
-/// zero block), s = d * sum(q).
-struct XQ8 {
-    q: Vec<i8>,
-    d: Vec<f32>,
-    s: Vec<f32>,
-}
-
-impl XQ8 {
-    fn new(x: &[f32]) -> XQ8 {
-        let mut out = XQ8 {
-            q: Vec::new(),
-            d: Vec::new(),
-            s: Vec::new(),
-        };
-        for block in x.chunks_exact(32) {
-            let amax = block.iter().fold(0f32, |m, v| m.max(v.abs()));
-            let d = amax / 127.0;
-            let q: Vec<i8> = block
-                .iter()
-                .map(|v| {
-                    if amax == 0.0 {
-                        0
-                    } else {
-                        (v / d).round() as i8
-                    }
-                })
-                .collect();
-            let sum: i32 = q.iter().map(|&v| v as i32).sum();
-            out.q.extend(q);
-            out.d.push(d);
-            out.s.push(d * sum as f32);
-        }
-        out
-    }
-
-    fn dequantized(&self) -> Vec<f32> {
-        self.q
-            .iter()
-            .enumerate()
-            .map(|(i, &q)| self.d[i / 32] * q as f32)
-            .collect()
-    }
-
-    /// xq, then xd, then xs, as the host program reads them.
-    fn bytes(&self) -> Vec<u8> {
-        let mut out: Vec<u8> = self.q.iter().map(|&q| q as u8).collect();
-        out.extend(self.d.iter().chain(&self.s).flat_map(|v| v.to_le_bytes()));
-        out
-    }
+/// xq, then xd, then xs, as the host program reads them.
+fn q8_bytes(x: &Q8x) -> Vec<u8> {
+    let mut out: Vec<u8> = x.q.iter().map(|&q| q as u8).collect();
+    out.extend(x.d.iter().chain(&x.s).flat_map(|v| v.to_le_bytes()));
+    out
 }
 
 fn int8_layouts() -> Vec<WeightLayout> {
@@ -162,11 +118,11 @@ fn int8_dot_snippets_match_the_dequantized_dot() {
     for l in layouts {
         let bytes = quantize::random_blocks(l.format, K * ROWS, &mut rng, 2.0);
         let x = random_x(&mut rng);
-        let xq = XQ8::new(&x);
+        let xq = Q8x::new(&x);
         let x_dq = xq.dequantized();
         let (w_path, x_path) = (dir.join("w.bin"), dir.join("x.bin"));
         std::fs::write(&w_path, &bytes).unwrap();
-        std::fs::write(&x_path, xq.bytes()).unwrap();
+        std::fs::write(&x_path, q8_bytes(&xq)).unwrap();
         let got = run_f32(&exe, &[Path::new(l.tag), &w_path, &x_path]);
         let mut w = vec![0f32; K * ROWS];
         dequant::dequantize(l.format, &bytes, &mut w).unwrap();
@@ -262,7 +218,7 @@ fn device_x_quantizer_follows_the_q8_1_rule() {
         let v: Vec<f32> = (0..k)
             .map(|i| x[i] * scale * if with_norm { norm[i] } else { 1.0 })
             .collect();
-        wanted.push(XQ8::new(&v));
+        wanted.push(Q8x::new(&v));
         launches.push(host_sim::Launch {
             spec: quantizer_kernel(k, warp, threads),
             n_tokens: 1,

@@ -252,3 +252,49 @@ pub fn max_rel_err(got: &[f32], want: &[f32]) -> f32 {
         .map(|(g, w)| (g - w).abs() / scale)
         .fold(0.0, f32::max)
 }
+
+/// x as q8_1 blocks of 32, by ggml's quantize_row_q8_1 rule: q = round(v / d) half away from
+/// zero, d = max|v| / 127 (q = 0 for a zero block), s = d * sum(q). What an int8-x GEMV
+/// multiplies with.
+pub struct Q8x {
+    pub q: Vec<i8>,
+    pub d: Vec<f32>,
+    pub s: Vec<f32>,
+}
+
+impl Q8x {
+    pub fn new(x: &[f32]) -> Q8x {
+        let mut out = Q8x {
+            q: Vec::new(),
+            d: Vec::new(),
+            s: Vec::new(),
+        };
+        for block in x.chunks_exact(32) {
+            let amax = block.iter().fold(0f32, |m, v| m.max(v.abs()));
+            let d = amax / 127.0;
+            let q: Vec<i8> = block
+                .iter()
+                .map(|v| {
+                    if amax == 0.0 {
+                        0
+                    } else {
+                        (v / d).round() as i8
+                    }
+                })
+                .collect();
+            let sum: i32 = q.iter().map(|&v| v as i32).sum();
+            out.q.extend(q);
+            out.d.push(d);
+            out.s.push(d * sum as f32);
+        }
+        out
+    }
+
+    pub fn dequantized(&self) -> Vec<f32> {
+        self.q
+            .iter()
+            .enumerate()
+            .map(|(i, &q)| self.d[i / 32] * q as f32)
+            .collect()
+    }
+}
