@@ -38,7 +38,10 @@ fn tolerance(op: Op) -> f64 {
     match op {
         Op::Embed | Op::Split | Op::Add => 1e-12,
         Op::SiluMul | Op::RmsNorm | Op::HeadRmsNorm | Op::Rope => 1e-9,
-        Op::Matmul => 1e-6,
+        // The decode GEMV's default multiplies int8 x (q8_1): each x value is off by up to
+        // max|x of its 32-block| / 254, uniformly, an NMSE of about 3e-5 for normal x. f32 GEMVs
+        // and GEMMs are near 1e-12.
+        Op::Matmul => 1e-4,
         Op::Attention => 1e-8,
     }
 }
@@ -196,12 +199,17 @@ impl Harness<'_> {
         for id in written {
             let got = self.gpu.value_rows(id, n).unwrap();
             let err = nmse(&got, &values[&id]);
-            let op = group
+            // An output carries the error of every op of its group before it (the fused GEMV's
+            // int8 x error reaches its silu_mul and residual outputs): the loosest tolerance.
+            let producer = group
                 .iter()
-                .rev()
-                .find(|s| s.outputs.contains(&id))
-                .map_or(step.op, |s| s.op);
-            let ok = err <= tolerance(op) && got.iter().all(|v| v.is_finite());
+                .position(|s| s.outputs.contains(&id))
+                .unwrap_or(len - 1);
+            let tol = group[..=producer]
+                .iter()
+                .map(|s| tolerance(s.op))
+                .fold(0.0, f64::max);
+            let ok = err <= tol && got.iter().all(|v| v.is_finite());
             let what = match fusion {
                 Some(_) => format!("{}..{} ({} fused)", group[0].name, step.name, len),
                 None => format!("{} ({})", step.name, step.op.name()),
@@ -215,10 +223,8 @@ impl Harness<'_> {
             );
             if !ok {
                 self.failures.push(format!(
-                    "{} {what} -> {} n={n}: nmse {err:.3e} > {:.0e}",
-                    self.label,
-                    self.model.program.values[id].name,
-                    tolerance(op)
+                    "{} {what} -> {} n={n}: nmse {err:.3e} > {tol:.0e}",
+                    self.label, self.model.program.values[id].name,
                 ));
             }
         }

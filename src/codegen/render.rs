@@ -32,6 +32,7 @@ const TEMPLATES: &[(&str, &str)] = embedded![
     "quant/dot.hip.tera",
     "quant/k_scale_min.hip.tera",
     "quant/words_a2.hip.tera",
+    "quant/x_q8.hip.tera",
     "quant/f32.hip.tera",
     "quant/f16.hip.tera",
     "quant/bf16.hip.tera",

@@ -75,6 +75,10 @@ pub struct GemvContext {
     pub split_k: u32,
     /// Tokens per block: each dequantized chunk is used for all of them.
     pub tokens: u32,
+    /// Int8 x: the block stages x (after the norm) once in shared memory as int8 blocks of 32
+    /// (llama.cpp's q8_1), and rows are dotted with `dot_chunk_q8` (integer dp4a) instead of
+    /// dequantizing weights to f32. Every segment's format needs an int8 dot; one token per block.
+    pub x_int8: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -83,6 +87,7 @@ pub struct GemvKnobs {
     pub rows_per_warp: u32,
     pub split_k: u32,
     pub tokens: u32,
+    pub x_int8: bool,
 }
 
 impl GemvContext {
@@ -114,6 +119,7 @@ impl GemvContext {
             rows_per_warp: 0,
             split_k: 0,
             tokens: 0,
+            x_int8: false,
         };
         ctx.with_knobs(&ctx.default_knobs())
     }
@@ -132,19 +138,30 @@ impl GemvContext {
 
     /// Four warps per block; as many rows per warp (4, 2 or 1) as still leaves enough blocks to
     /// fill the GPU: small models have few rows, and a few long-running blocks would leave most
-    /// compute units idle.
+    /// compute units idle. Int8 x wherever the formats have an int8 dot and the staged x fits in
+    /// shared memory: integer dot products take a fraction of the instructions per weight.
     fn default_knobs(&self) -> GemvKnobs {
         let rows_per_block = 4;
         let rows_per_warp = [4, 2, 1]
             .into_iter()
             .find(|&r| self.blocks(rows_per_block * r) >= GEMV_TARGET_BLOCKS)
             .unwrap_or(1) as u32;
-        GemvKnobs {
+        let knobs = GemvKnobs {
             rows_per_block: rows_per_block as u32,
             rows_per_warp,
             split_k: 1,
             tokens: 1,
-        }
+            x_int8: true,
+        };
+        let x_int8 = self.with_knobs(&knobs).validate().is_ok();
+        GemvKnobs { x_int8, ..knobs }
+    }
+
+    /// Whether every segment's format has an int8 dot (`WeightLayout::int8_dot`).
+    pub fn int8_dot(&self) -> bool {
+        self.segments
+            .iter()
+            .all(|s| weight_layout(s.format).is_some_and(|l| l.int8_dot))
     }
 }
 
@@ -222,6 +239,14 @@ impl OpContext for GemvContext {
                 self.tokens
             )
         })?;
+        if self.x_int8 {
+            require(self.int8_dot(), self, || {
+                "int8 x needs weight formats with an int8 dot (not F32/F16/BF16)".to_string()
+            })?;
+            require(self.tokens == 1, self, || {
+                format!("int8 x stages one token per block, not {}", self.tokens)
+            })?;
+        }
         check_launch(self)
     }
     fn block(&self) -> (u32, u32, u32) {
@@ -243,7 +268,13 @@ impl OpContext for GemvContext {
         } else {
             0
         };
-        norm + partial
+        // int8 x: K bytes of quants plus a scale and a sum (f32) per 32 values.
+        let x_int8 = if self.x_int8 {
+            (self.k + 8 * (self.k / 32)) as u32
+        } else {
+            0
+        };
+        norm + partial + x_int8
     }
     fn grid_rule(&self) -> GridRule {
         let rows = (self.rows_per_block * self.rows_per_warp) as usize;
@@ -266,11 +297,21 @@ impl Tunable for GemvContext {
             rows_per_warp: self.rows_per_warp,
             split_k: self.split_k,
             tokens: self.tokens,
+            x_int8: self.x_int8,
         }
     }
     fn candidates(&self) -> Vec<GemvKnobs> {
-        let mut list = vec![self.default_knobs()];
-        // (warp rows per block, rows per warp, split-K)
+        let default = self.default_knobs();
+        // The default geometry with f32 x next, so that a tuner compares int8 with f32 directly.
+        let mut list = vec![
+            default.clone(),
+            GemvKnobs {
+                x_int8: false,
+                ..default
+            },
+        ];
+        // (warp rows per block, rows per warp, split-K), each with int8 x (where the formats
+        // allow it) and with f32 x.
         for (rows_per_block, rows_per_warp, split_k) in [
             (4, 4, 1),
             (4, 8, 1),
@@ -285,13 +326,18 @@ impl Tunable for GemvContext {
             (2, 2, 2),
             (1, 8, 4),
             (2, 1, 4),
+            (2, 2, 4),
+            (4, 1, 2),
         ] {
-            list.push(GemvKnobs {
-                rows_per_block,
-                rows_per_warp,
-                split_k,
-                tokens: 1,
-            });
+            for x_int8 in [true, false] {
+                list.push(GemvKnobs {
+                    rows_per_block,
+                    rows_per_warp,
+                    split_k,
+                    tokens: 1,
+                    x_int8,
+                });
+            }
         }
         // Batched decode (a few tokens per launch) reads each weight once for all of them.
         for (rows_per_warp, tokens) in [(2, 2), (1, 4), (2, 4)] {
@@ -300,6 +346,7 @@ impl Tunable for GemvContext {
                 rows_per_warp,
                 split_k: 1,
                 tokens,
+                x_int8: false,
             });
         }
         valid_candidates(self, list)
@@ -310,6 +357,7 @@ impl Tunable for GemvContext {
             rows_per_warp: knobs.rows_per_warp,
             split_k: knobs.split_k,
             tokens: knobs.tokens,
+            x_int8: knobs.x_int8,
             ..self.clone()
         }
     }
