@@ -153,10 +153,12 @@ fn chunked_prefill_and_plain_launches_agree_with_the_defaults() {
     let chunked = load(&runtime, &model, chunked_config)
         .forward(&tokens, 0, true)
         .unwrap();
-    // Chunks of 5 and 3 may use other (decode-sized) kernels than one launch of 13.
+    // Chunks of 5 and 3 may use other kernels than one launch of 13: the chunk of 3 runs the
+    // decode GEMV on int8 x (NMSE ~3e-5 per matmul, see DECODE_LOGITS_TOL) where the others run
+    // the GEMM on f16 tiles.
     let err = nmse(&chunked, &base);
     eprintln!("chunked (5+5+3) vs one chunk: nmse {err:.3e}");
-    assert!(err <= 1e-6, "chunked prefill differs: nmse {err:.3e}");
+    assert!(err <= 1e-4, "chunked prefill differs: nmse {err:.3e}");
 
     let mut graph = load(&runtime, &model, ExecutorConfig::new(N_CTX));
     let mut plain_config = ExecutorConfig::new(N_CTX);
