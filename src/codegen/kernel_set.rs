@@ -355,6 +355,11 @@ impl Builder<'_> {
                 .iter()
                 .any(|f| f.contains(i) && matches!(f.kind, FusionKind::RopeAttention { .. }))
         };
+        let in_gemv = |i: usize| {
+            fusions
+                .iter()
+                .any(|f| f.contains(i) && matches!(f.kind, FusionKind::Gemv(_)))
+        };
         let mut out = Vec::with_capacity(steps.len());
         for (i, step) in steps.iter().enumerate() {
             out.push(if in_rope_attention(i) {
@@ -364,7 +369,7 @@ impl Builder<'_> {
                     prefill: Vec::new(),
                 }
             } else {
-                self.step(step)?
+                self.step(step, !in_gemv(i))?
             });
         }
         for fusion in fusions {
@@ -471,7 +476,9 @@ impl Builder<'_> {
         Ok((decode, prefill))
     }
 
-    fn step(&mut self, step: &ShapedStep) -> Result<StepKernels, CodegenError> {
+    /// The kernels of one step; without `decode`, the step's decode launch is part of a fused
+    /// kernel and its own decode GEMV is not built (it would only cost compile time).
+    fn step(&mut self, step: &ShapedStep, decode: bool) -> Result<StepKernels, CodegenError> {
         let t = self.target;
         let hp = &self.shape.hparams;
         let same = |k: usize| (vec![k], vec![k]);
@@ -498,10 +505,12 @@ impl Builder<'_> {
                         self.add(KernelKind::MatmulGemm, GemmContext::new(t, *format, *k, *n))?
                     }
                 };
-                (
-                    vec![self.add(KernelKind::MatmulGemv, GemvContext::new(t, *format, *k, *n))?],
-                    vec![gemm],
-                )
+                let gemv = if decode {
+                    vec![self.add(KernelKind::MatmulGemv, GemvContext::new(t, *format, *k, *n))?]
+                } else {
+                    Vec::new()
+                };
+                (gemv, vec![gemm])
             }
             StepShape::Split { widths } => {
                 if !(2..=3).contains(&widths.len()) {

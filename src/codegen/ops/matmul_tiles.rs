@@ -66,9 +66,20 @@ impl GemmTilesContext {
         ctx.validate().is_ok().then_some(ctx)
     }
 
-    /// 64 x 64 tiles of 2 x 2 warps; BK 64 where K allows (one chunk per thread per step).
+    /// 64 x 64 tiles of 2 x 2 warps, BK 64 where K allows (one chunk per thread per step); for
+    /// weights of 4096 rows or more, 128 x 128 tiles of 4 x 2 warps (4 x 4 accumulator tiles per
+    /// warp: more multiplies per shared-memory load), which still give 128 blocks for 512 tokens.
     fn default_knobs(&self) -> GemmTilesKnobs {
         let bk = if self.k.is_multiple_of(64) { 64 } else { 32 };
+        if self.n >= 4096 {
+            return GemmTilesKnobs {
+                bm: 128,
+                bn: 128,
+                bk: 32,
+                warps_m: 4,
+                warps_n: 2,
+            };
+        }
         GemmTilesKnobs {
             bm: 64,
             bn: 64,
@@ -143,8 +154,8 @@ impl OpContext for GemmTilesContext {
     }
     fn shared_bytes(&self) -> u32 {
         let tiles = (self.bm + self.bn) * self.padded() * 2;
-        let result = self.bm * (self.bn + 4) * 4;
-        tiles.max(result)
+        let patches = self.warps_m * self.warps_n * 16 * (16 + 4) * 4;
+        tiles + patches
     }
     fn grid_rule(&self) -> GridRule {
         GridRule {
@@ -172,10 +183,14 @@ impl Tunable for GemmTilesContext {
     fn candidates(&self) -> Vec<GemmTilesKnobs> {
         let mut list = vec![self.default_knobs()];
         for (bm, bn, bk, warps_m, warps_n) in [
+            (64, 64, 64, 2, 2),
             (64, 64, 32, 2, 2),
             (64, 128, 32, 2, 4),
             (128, 64, 32, 4, 2),
             (64, 128, 64, 2, 2),
+            (128, 128, 32, 4, 2),
+            (128, 128, 32, 2, 4),
+            (128, 128, 64, 4, 2),
             (32, 64, 64, 1, 2),
             (32, 128, 64, 1, 4),
         ] {
