@@ -120,6 +120,8 @@ pub struct KernelSpec {
     pub knobs_json: String,
     /// How many candidates the problem has (for the tuner).
     pub candidates: usize,
+    /// The candidates' knobs as one JSON array: what a tuning result was chosen among.
+    pub candidates_json: String,
     pub block: (u32, u32, u32),
     pub shared_bytes: u32,
     pub grid_rule: GridRule,
@@ -136,6 +138,7 @@ impl KernelSpec {
         ctx: &C,
         renderer: &Renderer,
     ) -> Result<KernelSpec, CodegenError> {
+        let candidates = ctx.candidates();
         Ok(KernelSpec {
             kind,
             name: ctx.kernel_name(),
@@ -143,7 +146,8 @@ impl KernelSpec {
             context_json: ctx.context_json(),
             problem: ctx.problem(),
             knobs_json: serde_json::to_string(&ctx.knobs()).expect("knobs are plain numbers"),
-            candidates: ctx.candidates().len(),
+            candidates: candidates.len(),
+            candidates_json: serde_json::to_string(&candidates).expect("knobs are plain numbers"),
             block: ctx.block(),
             shared_bytes: ctx.shared_bytes(),
             grid_rule: ctx.grid_rule(),

@@ -25,7 +25,9 @@ pub mod memory;
 pub mod runtime;
 pub mod schedule;
 
-pub use device::{open_backend, select_device, DeviceSpec, SelectedDevice};
+pub use device::{
+    open_backend, open_backend_tuned, select_device, DeviceSpec, SelectedDevice, Tuning,
+};
 pub use error::GpuError;
 pub use executor::{check_memory, memory_budget, ExecutorConfig, GpuBackend};
 pub use kernels::{KernelLaunch, KernelRole, KernelTable, Section, StepSite};

@@ -1,0 +1,529 @@
+//! The tuning loop: rank a model's problems by their share of a decode and a prefill step, then,
+//! most expensive first and while the budget lasts, compile each problem's candidates, check
+//! each against the default's output and time the survivors (see `measure`).
+//!
+//! Every candidate runs as a whole kernel set built with `TuningChoice { problem: i }` and
+//! installed in the backend: only the problem's kernel differs from the defaults (the others
+//! are disk-cache hits), and launches, arguments and selection are exactly the executor's.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+use super::db::Entry;
+use super::measure::{
+    check_outputs, relative_difference, time_kernel, workload, CacheFlush, Geometry, Workload,
+};
+use super::problems::{problem_uses, ProblemUse};
+use super::TuneError;
+use crate::backend::gpu::compiled::{selector_for, target_of};
+use crate::backend::gpu::runtime::FunctionHandle;
+use crate::backend::gpu::{GpuBackend, GpuError, KernelBinary, LoadedKernelTable};
+use crate::codegen::cache::{compile_all, KernelCache};
+use crate::codegen::compiler::{compiler_for, Compiler, KernelSource, Target};
+use crate::codegen::{kernels_for_model, KernelKind, KernelSet, Phase, Renderer, TuningChoice};
+use crate::plan::Model;
+
+/// Repeats of the default timings that rank the problems.
+const RANKING_REPEATS: usize = 5;
+/// A candidate slower than this many times the default (first timed pass) is not timed further.
+const SLOW_FACTOR: f64 = 3.0;
+/// A candidate must be this much faster (mean over phases) to replace the default: less is
+/// within run-to-run noise.
+const MIN_GAIN: f64 = 0.02;
+/// ... and no phase may get slower than this.
+const MAX_PHASE_LOSS: f64 = 0.01;
+
+/// Largest output difference, relative to the default output's largest magnitude, a candidate
+/// may show. Reductions (matmul, attention: sums over thousands of products in another order or
+/// split) measure around 1e-6..1e-5 on random inputs and a wrong index gives ~1, so 1e-3 leaves
+/// room without letting a bug through; one-row reductions (RMS norm) 1e-4; ops without
+/// reductions should match bit for bit, 1e-6 allows a contracted multiply-add.
+pub fn tolerance(kind: KernelKind) -> f64 {
+    match kind {
+        KernelKind::MatmulGemv | KernelKind::MatmulGemm | KernelKind::Attention => 1e-3,
+        KernelKind::RmsNorm => 1e-4,
+        KernelKind::Embed
+        | KernelKind::Split
+        | KernelKind::Rope
+        | KernelKind::KvStore
+        | KernelKind::Add
+        | KernelKind::SiluMul
+        | KernelKind::Argmax => 1e-6,
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct TuneOptions {
+    /// Stop starting new candidates after this instant (the measured ones are kept).
+    pub deadline: Instant,
+    /// Tune only problems containing one of these texts (all when empty).
+    pub only: Vec<String>,
+    /// Most timed passes per candidate and phase.
+    pub max_repeats: usize,
+}
+
+/// One phase of a tuned problem.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PhaseResult {
+    pub workload: Workload,
+    pub default_us: f64,
+    pub chosen_us: f64,
+}
+
+/// What happened to one candidate.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome {
+    /// Microseconds per call, per phase of the problem.
+    Timed(Vec<f64>),
+    Rejected(String),
+    /// Budget ran out first.
+    NotMeasured,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProblemResult {
+    pub problem: ProblemUse,
+    pub phases: Vec<PhaseResult>,
+    pub outcomes: Vec<Outcome>,
+    pub chosen: usize,
+    /// Share of a decode step plus share of a prefill step (default kernels) the problem has.
+    pub share: f64,
+}
+
+impl ProblemResult {
+    /// The result of measured `outcomes`, with the winner chosen; `phases` holds each phase's
+    /// workload and default time.
+    pub fn new(
+        problem: ProblemUse,
+        phases: Vec<(Workload, f64)>,
+        outcomes: Vec<Outcome>,
+        share: f64,
+    ) -> ProblemResult {
+        let chosen = choose_winner(&outcomes);
+        let phases = phases
+            .into_iter()
+            .enumerate()
+            .map(|(i, (workload, default_us))| PhaseResult {
+                chosen_us: phase_time(&outcomes, chosen, i).unwrap_or(default_us),
+                workload,
+                default_us,
+            })
+            .collect();
+        ProblemResult {
+            problem,
+            phases,
+            outcomes,
+            chosen,
+            share,
+        }
+    }
+
+    /// Every candidate was checked (and timed if it passed).
+    pub fn complete(&self) -> bool {
+        !self.outcomes.contains(&Outcome::NotMeasured)
+    }
+
+    pub fn timed(&self) -> usize {
+        self.outcomes
+            .iter()
+            .filter(|o| matches!(o, Outcome::Timed(_)))
+            .count()
+    }
+
+    pub fn rejected(&self) -> usize {
+        self.outcomes
+            .iter()
+            .filter(|o| matches!(o, Outcome::Rejected(_)))
+            .count()
+    }
+
+    /// The database entry, if more than the default was measured.
+    pub fn entry(&self) -> Option<Entry> {
+        if self.timed() + self.rejected() < 2 {
+            return None;
+        }
+        Some(Entry {
+            problem: self.problem.problem.clone(),
+            bucket: self.problem.bucket(),
+            candidate_set: self.problem.candidate_set.clone(),
+            candidate: self.chosen,
+            candidates: self.problem.candidates,
+            knobs: self.problem.knobs(self.chosen),
+            default_us: self.phases.iter().map(|p| p.default_us).sum(),
+            best_us: self.phases.iter().map(|p| p.chosen_us).sum(),
+        })
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct TuneReport {
+    pub results: Vec<ProblemResult>,
+    /// Problems the budget did not reach, most expensive first.
+    pub not_reached: Vec<String>,
+    /// Problems left out, and why.
+    pub skipped: Vec<(String, String)>,
+}
+
+fn ratio(t: f64, t0: f64) -> f64 {
+    if t0 > 0.0 {
+        t / t0
+    } else if t == 0.0 {
+        1.0
+    } else {
+        f64::INFINITY
+    }
+}
+
+/// The winner among `outcomes` (index 0 is the default and must be timed): the best mean
+/// ratio to the default over the phases, if it gains at least `MIN_GAIN` and loses at most
+/// `MAX_PHASE_LOSS` in any phase; else the default.
+pub fn choose_winner(outcomes: &[Outcome]) -> usize {
+    let Some(Outcome::Timed(base)) = outcomes.first() else {
+        return 0;
+    };
+    let mut best = (0, 1.0 - MIN_GAIN);
+    for (i, o) in outcomes.iter().enumerate().skip(1) {
+        let Outcome::Timed(times) = o else { continue };
+        if times.len() != base.len() || times.is_empty() {
+            continue;
+        }
+        let ratios: Vec<f64> = times
+            .iter()
+            .zip(base)
+            .map(|(&t, &t0)| ratio(t, t0))
+            .collect();
+        if ratios.iter().any(|r| *r > 1.0 + MAX_PHASE_LOSS) {
+            continue;
+        }
+        let mean = ratios.iter().sum::<f64>() / ratios.len() as f64;
+        if mean <= best.1 {
+            best = (i, mean);
+        }
+    }
+    best.0
+}
+
+pub struct Tuner<'a> {
+    backend: &'a mut GpuBackend,
+    model: Arc<Model>,
+    n_ctx: usize,
+    target: Target,
+    compiler: Box<dyn Compiler>,
+    cache: KernelCache,
+    renderer: Renderer,
+    geometry: Geometry,
+    flush: CacheFlush,
+    /// Compiled binaries by entry point.
+    images: HashMap<String, Arc<Vec<u8>>>,
+}
+
+impl<'a> Tuner<'a> {
+    /// A tuner for `model` loaded in `backend` with a KV cache of `n_ctx` positions.
+    pub fn new(
+        backend: &'a mut GpuBackend,
+        model: Arc<Model>,
+        n_ctx: usize,
+    ) -> Result<Tuner<'a>, TuneError> {
+        let target = target_of(backend.runtime().info())?;
+        let geometry = Geometry::for_context(n_ctx, backend.arena_layout().max_tokens);
+        let flush = CacheFlush::new(backend.runtime())?;
+        Ok(Tuner {
+            compiler: compiler_for(&target)?,
+            cache: KernelCache::from_env()?,
+            renderer: Renderer::from_env()?,
+            backend,
+            model,
+            n_ctx,
+            target,
+            geometry,
+            flush,
+            images: HashMap::new(),
+        })
+    }
+
+    pub fn geometry(&self) -> Geometry {
+        self.geometry
+    }
+
+    fn set_for(&self, choice: &TuningChoice) -> Result<KernelSet, TuneError> {
+        Ok(kernels_for_model(
+            &self.model,
+            &self.target,
+            choice,
+            self.n_ctx,
+            &self.renderer,
+        )?)
+    }
+
+    /// Compiles (through the disk cache) the sources not compiled yet; one result per source.
+    fn compile(&mut self, sources: &[KernelSource]) -> Vec<Result<(), String>> {
+        let results = compile_all(&self.cache, self.compiler.as_ref(), &self.target, sources);
+        results
+            .into_iter()
+            .map(|r| {
+                let outcome = r.map_err(|e| e.to_string())?;
+                self.images
+                    .insert(outcome.name, Arc::new(outcome.kernel.binary));
+                Ok(())
+            })
+            .collect()
+    }
+
+    /// Loads `set` (every kernel compiled already) into the backend; the function of `entry`.
+    fn install(&mut self, set: &KernelSet, entry: &str) -> Result<FunctionHandle, TuneError> {
+        let mut binaries = Vec::with_capacity(set.kernels.len());
+        for spec in &set.kernels {
+            let image = self.images.get(&spec.name).ok_or_else(|| {
+                GpuError::Codegen(format!("kernel {} was not compiled", spec.name))
+            })?;
+            binaries.push(KernelBinary {
+                entry: spec.name.clone(),
+                image: image.clone(),
+                max_shared_bytes: 0,
+            });
+        }
+        let runtime = self.backend.runtime().clone();
+        let table = LoadedKernelTable::load(&runtime, &binaries, selector_for(set.clone()))?;
+        let function = table
+            .function(entry)
+            .ok_or_else(|| GpuError::Codegen(format!("kernel {entry} is not in its kernel set")))?;
+        drop(self.backend.replace_kernels(Box::new(table))?);
+        Ok(function)
+    }
+
+    /// Tunes the model's problems within `options`, reporting progress lines to `progress`.
+    pub fn run(
+        &mut self,
+        options: &TuneOptions,
+        progress: &mut dyn FnMut(String),
+    ) -> Result<TuneReport, TuneError> {
+        let defaults = self.set_for(&TuningChoice::defaults())?;
+        for (source, result) in defaults
+            .sources()
+            .iter()
+            .zip(self.compile(&defaults.sources()))
+        {
+            result.map_err(|e| GpuError::Codegen(format!("{}: {e}", source.name)))?;
+        }
+        let mut problems =
+            problem_uses(&self.model, &defaults, self.geometry.prefill_tokens as u32);
+        problems.retain(|p| {
+            options.only.is_empty() || options.only.iter().any(|o| p.problem.contains(o))
+        });
+        let mut report = TuneReport::default();
+        let ranked = self.rank(&defaults, problems, &mut report, progress)?;
+        let total = ranked.len();
+        for (n, (problem, workloads, share)) in ranked.into_iter().enumerate() {
+            if Instant::now() >= options.deadline {
+                report.not_reached.push(problem.problem);
+                continue;
+            }
+            let started = Instant::now();
+            match self.tune_problem(&defaults, &problem, workloads, options)? {
+                Ok((phases, outcomes)) => {
+                    let result = ProblemResult::new(problem, phases, outcomes, share);
+                    progress(format!(
+                        "[{}/{total}] {}: {} timed, {} rejected of {}, chose {} ({:.1} s)",
+                        n + 1,
+                        result.problem.problem,
+                        result.timed(),
+                        result.rejected(),
+                        result.problem.candidates,
+                        result.chosen,
+                        started.elapsed().as_secs_f64()
+                    ));
+                    report.results.push(result);
+                }
+                Err(reason) => {
+                    progress(format!(
+                        "[{}/{total}] {}: skipped: {reason}",
+                        n + 1,
+                        problem.problem
+                    ));
+                    report.skipped.push((problem.problem, reason));
+                }
+            }
+        }
+        Ok(report)
+    }
+
+    /// Times every problem's default per phase and orders the problems by their share of a
+    /// decode step plus their share of a prefill step, largest first.
+    fn rank(
+        &mut self,
+        defaults: &KernelSet,
+        problems: Vec<ProblemUse>,
+        report: &mut TuneReport,
+        progress: &mut dyn FnMut(String),
+    ) -> Result<Vec<(ProblemUse, Vec<Workload>, f64)>, TuneError> {
+        let l2 = self.backend.runtime().info().l2_cache_bytes as u64;
+        let mut costs: Vec<(ProblemUse, Vec<Workload>, Vec<f64>)> = Vec::new();
+        for p in problems {
+            let entry = kernel_name(defaults, &p.problem)?;
+            let function = self.install(defaults, &entry)?;
+            let workloads: Vec<Workload> = p
+                .phases()
+                .into_iter()
+                .filter_map(|phase| workload(&self.model, &p, phase, self.geometry, l2))
+                .collect();
+            let mut cost = Vec::new();
+            for w in &workloads {
+                check_outputs(self.backend, &self.model, w)?;
+                match time_kernel(
+                    self.backend,
+                    w,
+                    function,
+                    &self.flush,
+                    RANKING_REPEATS,
+                    None,
+                )? {
+                    Some(t) => cost.push(t.us_per_call * w.calls_per_step as f64),
+                    None => break,
+                }
+            }
+            if cost.len() != workloads.len() {
+                report
+                    .skipped
+                    .push((p.problem, "its sites do not launch its kernel".to_string()));
+                continue;
+            }
+            costs.push((p, workloads, cost));
+        }
+        let mut totals: HashMap<Phase, f64> = HashMap::new();
+        for (_, workloads, cost) in &costs {
+            for (w, c) in workloads.iter().zip(cost) {
+                *totals.entry(w.phase).or_default() += c;
+            }
+        }
+        let mut ranked: Vec<(ProblemUse, Vec<Workload>, f64)> = costs
+            .into_iter()
+            .map(|(p, workloads, cost)| {
+                let share = workloads
+                    .iter()
+                    .zip(&cost)
+                    .map(|(w, c)| ratio(*c, totals[&w.phase]).min(1.0))
+                    .sum();
+                (p, workloads, share)
+            })
+            .collect();
+        ranked.sort_by(|a, b| b.2.total_cmp(&a.2));
+        progress(format!(
+            "{} tunable kernels ranked by share of a decode and a prefill step",
+            ranked.len()
+        ));
+        Ok(ranked)
+    }
+
+    /// Checks and times every candidate of `p`. The outer error is a device failure; the inner
+    /// one a reason to leave the problem untuned.
+    #[allow(clippy::type_complexity)]
+    fn tune_problem(
+        &mut self,
+        defaults: &KernelSet,
+        p: &ProblemUse,
+        workloads: Vec<Workload>,
+        options: &TuneOptions,
+    ) -> Result<Result<(Vec<(Workload, f64)>, Vec<Outcome>), String>, TuneError> {
+        let mut sets = vec![defaults.clone()];
+        for i in 1..p.candidates {
+            let mut choice = TuningChoice::defaults();
+            choice.pick(p.problem.clone(), i);
+            sets.push(self.set_for(&choice)?);
+        }
+        let entries = sets
+            .iter()
+            .map(|s| kernel_name(s, &p.problem))
+            .collect::<Result<Vec<_>, _>>()?;
+        let sources: Vec<KernelSource> = sets[1..]
+            .iter()
+            .zip(&entries[1..])
+            .filter_map(|(s, e)| s.kernels.iter().find(|k| &k.name == e))
+            .map(|k| k.to_source())
+            .collect();
+        let compiled = self.compile(&sources);
+        let failed: HashMap<&str, String> = sources
+            .iter()
+            .zip(compiled)
+            .filter_map(|(s, r)| r.err().map(|e| (s.name.as_str(), e)))
+            .collect();
+
+        let mut outcomes = Vec::new();
+        let mut reference: Vec<Vec<Vec<f32>>> = Vec::new();
+        let mut default_us: Vec<f64> = Vec::new();
+        for (i, (set, entry)) in sets.iter().zip(&entries).enumerate() {
+            if i > 0 && Instant::now() >= options.deadline {
+                outcomes.push(Outcome::NotMeasured);
+                continue;
+            }
+            if let Some(e) = failed.get(entry.as_str()) {
+                outcomes.push(Outcome::Rejected(format!("does not compile: {e}")));
+                continue;
+            }
+            let function = self.install(set, entry)?;
+            let mut times = Vec::new();
+            let mut rejected = None;
+            for (phase, w) in workloads.iter().enumerate() {
+                let out = check_outputs(self.backend, &self.model, w)?;
+                if i == 0 {
+                    if out.iter().flatten().any(|v| !v.is_finite()) {
+                        return Ok(Err("the default's output is not finite".to_string()));
+                    }
+                    reference.push(out);
+                } else {
+                    let diff = relative_difference(&out, &reference[phase]);
+                    let tol = tolerance(p.kind);
+                    if diff > tol {
+                        rejected = Some(format!(
+                            "{} output differs from the default's by {diff:.2e} (tolerance {tol:.0e})",
+                            super::problems::phase_name(w.phase)
+                        ));
+                        break;
+                    }
+                }
+                let cutoff = default_us.get(phase).map(|d| d * SLOW_FACTOR);
+                let timing = time_kernel(
+                    self.backend,
+                    w,
+                    function,
+                    &self.flush,
+                    options.max_repeats,
+                    cutoff,
+                )?
+                .ok_or_else(|| {
+                    GpuError::Codegen(format!("{entry} is not launched by its sites"))
+                })?;
+                times.push(timing.us_per_call);
+            }
+            match rejected {
+                Some(reason) => outcomes.push(Outcome::Rejected(reason)),
+                None => {
+                    if i == 0 {
+                        default_us = times.clone();
+                    }
+                    outcomes.push(Outcome::Timed(times));
+                }
+            }
+        }
+        let phases = workloads.into_iter().zip(default_us).collect();
+        Ok(Ok((phases, outcomes)))
+    }
+}
+
+fn phase_time(outcomes: &[Outcome], chosen: usize, phase: usize) -> Option<f64> {
+    match outcomes.get(chosen)? {
+        Outcome::Timed(t) => t.get(phase).copied(),
+        _ => None,
+    }
+}
+
+/// The entry point of `problem`'s kernel in `set`.
+fn kernel_name(set: &KernelSet, problem: &str) -> Result<String, TuneError> {
+    set.kernels
+        .iter()
+        .find(|k| k.problem == problem)
+        .map(|k| k.name.clone())
+        .ok_or_else(|| {
+            GpuError::Codegen(format!("no kernel of problem '{problem}' in the set")).into()
+        })
+}
