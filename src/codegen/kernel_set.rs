@@ -120,8 +120,8 @@ pub struct KernelSpec {
     pub knobs_json: String,
     /// How many candidates the problem has (for the tuner).
     pub candidates: usize,
-    /// The candidates' knobs as one JSON array: what a tuning result was chosen among.
-    pub candidates_json: String,
+    /// Each candidate's knobs as JSON, index = candidate: what a tuning result is chosen among.
+    pub candidate_knobs: Vec<String>,
     pub block: (u32, u32, u32),
     pub shared_bytes: u32,
     pub grid_rule: GridRule,
@@ -147,7 +147,10 @@ impl KernelSpec {
             problem: ctx.problem(),
             knobs_json: serde_json::to_string(&ctx.knobs()).expect("knobs are plain numbers"),
             candidates: candidates.len(),
-            candidates_json: serde_json::to_string(&candidates).expect("knobs are plain numbers"),
+            candidate_knobs: candidates
+                .iter()
+                .map(|k| serde_json::to_string(k).expect("knobs are plain numbers"))
+                .collect(),
             block: ctx.block(),
             shared_bytes: ctx.shared_bytes(),
             grid_rule: ctx.grid_rule(),

@@ -77,14 +77,22 @@ impl Fingerprint {
 /// choice stale.
 pub fn candidate_set_checksum(
     problem: &str,
-    candidates_json: &str,
+    candidate_knobs: &[String],
     default_source: &str,
 ) -> String {
     let mut hasher = Sha256::new();
-    for field in [problem, candidates_json, default_source] {
-        hasher.update((field.len() as u64).to_le_bytes());
-        hasher.update(field.as_bytes());
+    // Every field is length-prefixed so that no two different inputs hash the same bytes.
+    let mut field = |bytes: &[u8]| {
+        hasher.update((bytes.len() as u64).to_le_bytes());
+        hasher.update(bytes);
+    };
+    field(b"rocmforge candidate set v1");
+    field(problem.as_bytes());
+    field(&(candidate_knobs.len() as u64).to_le_bytes());
+    for knobs in candidate_knobs {
+        field(knobs.as_bytes());
     }
+    field(default_source.as_bytes());
     hasher
         .finalize()
         .iter()

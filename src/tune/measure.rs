@@ -279,3 +279,42 @@ pub fn time_kernel(
         cut_short: false,
     }))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn differences_are_relative_to_the_reference_scale() {
+        let want = vec![vec![1.0, -4.0], vec![2.0]];
+        assert_eq!(relative_difference(&want, &want), 0.0);
+        let got = vec![vec![1.0, -4.0], vec![2.004]];
+        assert!((relative_difference(&got, &want) - 0.001).abs() < 1e-6);
+    }
+
+    #[test]
+    fn non_finite_or_misshapen_outputs_are_infinitely_different() {
+        let want = vec![vec![1.0, 2.0]];
+        for got in [
+            vec![vec![1.0, f32::NAN]],
+            vec![vec![1.0, f32::INFINITY]],
+            vec![vec![1.0]],
+            vec![vec![1.0, 2.0], vec![]],
+        ] {
+            assert_eq!(relative_difference(&got, &want), f64::INFINITY, "{got:?}");
+        }
+        assert_eq!(
+            relative_difference(&[vec![0.5]], &[vec![0.0]]),
+            f64::INFINITY
+        );
+        assert_eq!(relative_difference(&[vec![0.0]], &[vec![0.0]]), 0.0);
+    }
+
+    #[test]
+    fn geometry_fits_the_context() {
+        let g = Geometry::for_context(4096, 512);
+        assert_eq!((g.prefill_tokens, g.decode_pos), (512, 512));
+        let g = Geometry::for_context(300, 300);
+        assert_eq!((g.prefill_tokens, g.decode_pos), (299, 299));
+    }
+}

@@ -14,8 +14,8 @@ pub struct ProblemUse {
     pub problem: String,
     pub kind: KernelKind,
     pub candidates: usize,
-    /// The candidates' knobs as a JSON array, index = candidate.
-    pub candidates_json: String,
+    /// Each candidate's knobs as JSON, index = candidate.
+    pub candidate_knobs: Vec<String>,
     /// See [`candidate_set_checksum`].
     pub candidate_set: String,
     /// Steps launching the problem's kernel in a one-token decode step.
@@ -52,9 +52,9 @@ impl ProblemUse {
 
     /// The knobs of candidate `index`, as JSON.
     pub fn knobs(&self, index: usize) -> String {
-        serde_json::from_str::<Vec<serde_json::Value>>(&self.candidates_json)
-            .ok()
-            .and_then(|list| list.get(index).map(|k| k.to_string()))
+        self.candidate_knobs
+            .get(index)
+            .cloned()
             .unwrap_or_else(|| format!("candidate {index}"))
     }
 }
@@ -120,10 +120,10 @@ pub fn problem_uses(model: &Model, set: &KernelSet, prefill_tokens: u32) -> Vec<
                             problem: spec.problem.clone(),
                             kind: spec.kind,
                             candidates: spec.candidates,
-                            candidates_json: spec.candidates_json.clone(),
+                            candidate_knobs: spec.candidate_knobs.clone(),
                             candidate_set: candidate_set_checksum(
                                 &spec.problem,
-                                &spec.candidates_json,
+                                &spec.candidate_knobs,
                                 &spec.source,
                             ),
                             decode_sites: Vec::new(),

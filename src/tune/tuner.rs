@@ -527,3 +527,62 @@ fn kernel_name(set: &KernelSet, problem: &str) -> Result<String, TuneError> {
             GpuError::Codegen(format!("no kernel of problem '{problem}' in the set")).into()
         })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn timed(t: &[f64]) -> Outcome {
+        Outcome::Timed(t.to_vec())
+    }
+
+    #[test]
+    fn the_default_stays_unless_a_candidate_is_clearly_faster() {
+        assert_eq!(
+            choose_winner(&[timed(&[10.0]), timed(&[9.9])]),
+            0,
+            "1% is noise"
+        );
+        assert_eq!(
+            choose_winner(&[timed(&[10.0]), timed(&[9.0]), timed(&[8.0])]),
+            2
+        );
+        assert_eq!(choose_winner(&[timed(&[10.0]), timed(&[11.0])]), 0);
+    }
+
+    #[test]
+    fn a_winner_may_not_lose_in_any_phase() {
+        // Much faster in decode but 5% slower in prefill: rejected; the balanced one wins.
+        let outcomes = [
+            timed(&[10.0, 100.0]),
+            timed(&[5.0, 105.0]),
+            timed(&[9.0, 95.0]),
+        ];
+        assert_eq!(choose_winner(&outcomes), 2);
+    }
+
+    #[test]
+    fn rejected_and_unmeasured_candidates_never_win() {
+        let outcomes = [
+            timed(&[10.0]),
+            Outcome::Rejected("wrong".to_string()),
+            Outcome::NotMeasured,
+        ];
+        assert_eq!(choose_winner(&outcomes), 0);
+        assert_eq!(
+            choose_winner(&[Outcome::Rejected("x".to_string()), timed(&[1.0])]),
+            0
+        );
+    }
+
+    #[test]
+    fn zero_times_tie() {
+        assert_eq!(choose_winner(&[timed(&[0.0]), timed(&[0.0])]), 0);
+    }
+
+    #[test]
+    fn reductions_get_looser_tolerances_than_elementwise_ops() {
+        assert!(tolerance(KernelKind::MatmulGemv) > tolerance(KernelKind::RmsNorm));
+        assert!(tolerance(KernelKind::RmsNorm) > tolerance(KernelKind::Add));
+    }
+}
