@@ -14,7 +14,7 @@ use super::db::Entry;
 use super::measure::{
     check_outputs, relative_difference, time_kernel, workload, CacheFlush, Geometry, Workload,
 };
-use super::problems::{problem_uses, ProblemUse};
+use super::problems::{phase_name, problem_uses, ProblemUse};
 use super::TuneError;
 use crate::backend::gpu::compiled::{selector_for, target_of};
 use crate::backend::gpu::runtime::FunctionHandle;
@@ -270,8 +270,13 @@ impl<'a> Tuner<'a> {
             .collect()
     }
 
-    /// Loads `set` (every kernel compiled already) into the backend; the function of `entry`.
-    fn install(&mut self, set: &KernelSet, entry: &str) -> Result<FunctionHandle, TuneError> {
+    /// Loads `set` (every kernel compiled already) into the backend; the functions of
+    /// `entries`.
+    fn install(
+        &mut self,
+        set: &KernelSet,
+        entries: &[&str],
+    ) -> Result<Vec<FunctionHandle>, TuneError> {
         let mut binaries = Vec::with_capacity(set.kernels.len());
         for spec in &set.kernels {
             let image = self.images.get(&spec.name).ok_or_else(|| {
@@ -285,11 +290,16 @@ impl<'a> Tuner<'a> {
         }
         let runtime = self.backend.runtime().clone();
         let table = LoadedKernelTable::load(&runtime, &binaries, selector_for(set.clone()))?;
-        let function = table
-            .function(entry)
-            .ok_or_else(|| GpuError::Codegen(format!("kernel {entry} is not in its kernel set")))?;
+        let functions = entries
+            .iter()
+            .map(|entry| {
+                table.function(entry).ok_or_else(|| {
+                    GpuError::Codegen(format!("kernel {entry} is not in its kernel set")).into()
+                })
+            })
+            .collect::<Result<Vec<_>, TuneError>>()?;
         drop(self.backend.replace_kernels(Box::new(table))?);
-        Ok(function)
+        Ok(functions)
     }
 
     /// Tunes the model's problems within `options`, reporting progress lines to `progress`.
@@ -358,10 +368,14 @@ impl<'a> Tuner<'a> {
         progress: &mut dyn FnMut(String),
     ) -> Result<Vec<(ProblemUse, Vec<Workload>, f64)>, TuneError> {
         let l2 = self.backend.runtime().info().l2_cache_bytes as u64;
+        let entries = problems
+            .iter()
+            .map(|p| kernel_name(defaults, &p.problem))
+            .collect::<Result<Vec<_>, _>>()?;
+        let names: Vec<&str> = entries.iter().map(String::as_str).collect();
+        let functions = self.install(defaults, &names)?;
         let mut costs: Vec<(ProblemUse, Vec<Workload>, Vec<f64>)> = Vec::new();
-        for p in problems {
-            let entry = kernel_name(defaults, &p.problem)?;
-            let function = self.install(defaults, &entry)?;
+        for (p, function) in problems.into_iter().zip(functions) {
             let workloads: Vec<Workload> = p
                 .phases()
                 .into_iter()
@@ -415,8 +429,9 @@ impl<'a> Tuner<'a> {
         Ok(ranked)
     }
 
-    /// Checks and times every candidate of `p`. The outer error is a device failure; the inner
-    /// one a reason to leave the problem untuned.
+    /// Checks and times every candidate of `p`. The outer error is a device failure of the
+    /// default; the inner one a reason to leave the problem untuned. A candidate that fails on
+    /// the device (load, launch) is rejected with the error.
     #[allow(clippy::type_complexity)]
     fn tune_problem(
         &mut self,
@@ -442,72 +457,105 @@ impl<'a> Tuner<'a> {
             .map(|k| k.to_source())
             .collect();
         let compiled = self.compile(&sources);
-        let failed: HashMap<&str, String> = sources
+        let failed: HashMap<String, String> = sources
             .iter()
             .zip(compiled)
-            .filter_map(|(s, r)| r.err().map(|e| (s.name.as_str(), e)))
+            .filter_map(|(s, r)| r.err().map(|e| (s.name.clone(), e)))
             .collect();
 
-        let mut outcomes = Vec::new();
-        let mut reference: Vec<Vec<Vec<f32>>> = Vec::new();
-        let mut default_us: Vec<f64> = Vec::new();
-        for (i, (set, entry)) in sets.iter().zip(&entries).enumerate() {
-            if i > 0 && Instant::now() >= options.deadline {
+        let function = self.install(defaults, &[entries[0].as_str()])?[0];
+        let (default_us, reference) =
+            match self.measure(&workloads, function, None, p.kind, options)? {
+                Measured::Timed { times, outputs } => (times, outputs),
+                Measured::Rejected(reason) => return Ok(Err(reason)),
+            };
+        if reference.iter().flatten().flatten().any(|v| !v.is_finite()) {
+            return Ok(Err("the default's output is not finite".to_string()));
+        }
+        let cutoffs: Vec<f64> = default_us.iter().map(|t| t * SLOW_FACTOR).collect();
+        let mut outcomes = vec![Outcome::Timed(default_us.clone())];
+        for (set, entry) in sets.iter().zip(&entries).skip(1) {
+            if Instant::now() >= options.deadline {
                 outcomes.push(Outcome::NotMeasured);
                 continue;
             }
-            if let Some(e) = failed.get(entry.as_str()) {
+            if let Some(e) = failed.get(entry) {
                 outcomes.push(Outcome::Rejected(format!("does not compile: {e}")));
                 continue;
             }
-            let function = self.install(set, entry)?;
-            let mut times = Vec::new();
-            let mut rejected = None;
-            for (phase, w) in workloads.iter().enumerate() {
-                let out = check_outputs(self.backend, &self.model, w)?;
-                if i == 0 {
-                    if out.iter().flatten().any(|v| !v.is_finite()) {
-                        return Ok(Err("the default's output is not finite".to_string()));
-                    }
-                    reference.push(out);
-                } else {
-                    let diff = relative_difference(&out, &reference[phase]);
-                    let tol = tolerance(p.kind);
-                    if diff > tol {
-                        rejected = Some(format!(
-                            "{} output differs from the default's by {diff:.2e} (tolerance {tol:.0e})",
-                            super::problems::phase_name(w.phase)
-                        ));
-                        break;
-                    }
-                }
-                let cutoff = default_us.get(phase).map(|d| d * SLOW_FACTOR);
-                let timing = time_kernel(
-                    self.backend,
-                    w,
-                    function,
-                    &self.flush,
-                    options.max_repeats,
-                    cutoff,
-                )?
-                .ok_or_else(|| {
-                    GpuError::Codegen(format!("{entry} is not launched by its sites"))
-                })?;
-                times.push(timing.us_per_call);
-            }
-            match rejected {
-                Some(reason) => outcomes.push(Outcome::Rejected(reason)),
-                None => {
-                    if i == 0 {
-                        default_us = times.clone();
-                    }
-                    outcomes.push(Outcome::Timed(times));
-                }
-            }
+            let checked = Check {
+                reference: &reference,
+                cutoffs: &cutoffs,
+            };
+            let measured = self
+                .install(set, &[entry.as_str()])
+                .and_then(|f| self.measure(&workloads, f[0], Some(checked), p.kind, options));
+            outcomes.push(match measured {
+                Ok(Measured::Timed { times, .. }) => Outcome::Timed(times),
+                Ok(Measured::Rejected(reason)) => Outcome::Rejected(reason),
+                Err(e) => Outcome::Rejected(format!("failed on the device: {e}")),
+            });
         }
         let phases = workloads.into_iter().zip(default_us).collect();
         Ok(Ok((phases, outcomes)))
     }
+
+    /// For each workload: the installed kernels' outputs, compared with the default's when
+    /// `check` is given, then the timing of `function`.
+    fn measure(
+        &mut self,
+        workloads: &[Workload],
+        function: FunctionHandle,
+        check: Option<Check>,
+        kind: KernelKind,
+        options: &TuneOptions,
+    ) -> Result<Measured, TuneError> {
+        let mut times = Vec::new();
+        let mut outputs = Vec::new();
+        for (phase, w) in workloads.iter().enumerate() {
+            // The check also sets the I/O block (tokens, position) the timing runs with.
+            let out = check_outputs(self.backend, &self.model, w)?;
+            if let Some(check) = &check {
+                let diff = relative_difference(&out, &check.reference[phase]);
+                let tol = tolerance(kind);
+                if diff > tol {
+                    return Ok(Measured::Rejected(format!(
+                        "{} output differs from the default's by {diff:.2e} (tolerance {tol:.0e})",
+                        phase_name(w.phase)
+                    )));
+                }
+            }
+            let cutoff = check.as_ref().map(|c| c.cutoffs[phase]);
+            let timing = time_kernel(
+                self.backend,
+                w,
+                function,
+                &self.flush,
+                options.max_repeats,
+                cutoff,
+            )?
+            .ok_or_else(|| GpuError::Codegen("the kernel is not launched by its sites".into()))?;
+            times.push(timing.us_per_call);
+            outputs.push(out);
+        }
+        Ok(Measured::Timed { times, outputs })
+    }
+}
+
+/// What a candidate is held to: the default's outputs per phase, and the time per phase past
+/// which it is not timed further.
+#[derive(Clone, Copy)]
+struct Check<'r> {
+    reference: &'r [Vec<Vec<f32>>],
+    cutoffs: &'r [f64],
+}
+
+enum Measured {
+    Timed {
+        times: Vec<f64>,
+        outputs: Vec<Vec<Vec<f32>>>,
+    },
+    Rejected(String),
 }
 
 fn phase_time(outcomes: &[Outcome], chosen: usize, phase: usize) -> Option<f64> {
