@@ -69,8 +69,8 @@ pub fn run(a: &TuneArgs) -> Result<(), Box<dyn std::error::Error>> {
         SelectedDevice::Gpu(runtime) => runtime,
         SelectedDevice::Cpu => {
             return Err(format!(
-                "rocmforge tune needs a GPU, and --device {} found none (see above); \
-                 the CPU backend has nothing to tune",
+                "rocmforge tune needs a GPU, and --device {} gave the CPU backend, which has no \
+                 kernels to tune",
                 a.device
             )
             .into())

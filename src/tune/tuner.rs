@@ -334,9 +334,10 @@ impl<'a> Tuner<'a> {
                 Ok((phases, outcomes)) => {
                     let result = ProblemResult::new(problem, phases, outcomes, share);
                     progress(format!(
-                        "[{}/{total}] {}: {} timed, {} rejected of {}, chose {} ({:.1} s)",
+                        "[{}/{total}] {} ({:.1}% of the steps): {} timed, {} rejected of {}, chose {} ({:.1} s)",
                         n + 1,
                         result.problem.problem,
+                        100.0 * result.share,
                         result.timed(),
                         result.rejected(),
                         result.problem.candidates,
