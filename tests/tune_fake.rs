@@ -14,7 +14,8 @@ use gpu_support::SynthModel;
 use rocmforge::backend::gpu::{ExecutorConfig, GpuBackend, GpuRuntime};
 use rocmforge::codegen::compiler::{compiler_for, Target};
 use rocmforge::codegen::{kernels_for_model, Renderer, TuningChoice};
-use rocmforge::tune::tuner::{Outcome, TuneOptions, Tuner};
+use rocmforge::tune::results::Outcome;
+use rocmforge::tune::tuner::{TuneOptions, Tuner};
 
 const N_CTX: usize = 256;
 
