@@ -16,7 +16,7 @@ use rocmforge::backend::gpu::{
     StepSite,
 };
 use rocmforge::backend::{Backend, BackendError};
-use rocmforge::graph::{Op, ValueId};
+use rocmforge::graph::ValueId;
 use rocmforge::plan::Model;
 
 fn tiny_llama() -> Arc<Model> {
@@ -78,17 +78,10 @@ fn decode_schedule_follows_the_kernel_abi() {
             argmax: true,
         })
         .unwrap();
-    let program = &model.program;
-    let extra_per_layer = program
-        .block
-        .iter()
-        .filter(|s| s.op == Op::Attention || (s.op == Op::Rope && s.inputs[0] != s.outputs[0]))
-        .count();
-    let expected = program.prologue.len()
-        + model.hparams.n_layer * (program.block.len() + extra_per_layer)
-        + program.epilogue.len()
-        + 1;
-    assert_eq!(launches.len(), expected);
+    // Decode runs a llama layer in 6 launches: norm+q+k+v, rope_store, attention,
+    // output+residual, norm+gate+up+silu_mul, down+residual (graph::fuse); the epilogue's norm
+    // and LM head are one GEMV; then the argmax.
+    assert_eq!(launches.len(), 1 + 6 * model.hparams.n_layer + 1 + 1);
 
     let addr = gpu.addresses();
     let arena = gpu.arena_layout();
@@ -106,19 +99,36 @@ fn decode_schedule_follows_the_kernel_abi() {
             1
         ]
     );
-    // kv_store of layer 1 (k, v, k_cache, v_cache, pos0, n) uses that layer's cache.
+    // rope_store of layer 1 (q, k, v, q_out, k_cache, v_cache, pos0, n) uses that layer's cache.
     let stores: Vec<Vec<u64>> = launches
         .iter()
         .map(kernel_args)
-        .filter(|(label, _)| label.ends_with("kv_store"))
+        .filter(|(label, _)| label.ends_with("rope_store"))
         .map(|(_, a)| a)
         .collect();
     assert_eq!(stores.len(), model.hparams.n_layer);
     let side = addr.kv_side_bytes as u64;
-    assert_eq!(stores[1][2], addr.kv_cache + 2 * side);
-    assert_eq!(stores[1][3], addr.kv_cache + 3 * side);
-    assert_eq!(stores[1][4], addr.io);
-    assert_eq!(stores[1][5], 1);
+    assert_eq!(stores[1][4], addr.kv_cache + 2 * side);
+    assert_eq!(stores[1][5], addr.kv_cache + 3 * side);
+    assert_eq!(stores[1][6], addr.io);
+    assert_eq!(stores[1][7], 1);
+    // The first GEMV (W0, W1, W2, b0, b1, b2, x, norm_w, residual, out0, out1, out2, n): q, k
+    // and v of layer 0 from x normalized by attn_norm.
+    let (_, qkv) = kernel_args(&launches[1]);
+    assert_eq!(
+        qkv[..3],
+        [
+            weight("blk.0.attn_q.weight"),
+            weight("blk.0.attn_k.weight"),
+            weight("blk.0.attn_v.weight")
+        ]
+    );
+    assert_eq!(qkv[6..9], [value("x"), weight("blk.0.attn_norm.weight"), 0]);
+    assert_eq!(qkv[9..], [value("q"), value("k"), value("v"), 1]);
+    // The down projection adds the residual x in place.
+    let (_, down) = kernel_args(&launches[6]);
+    assert_eq!(down[0], weight("blk.0.ffn_down.weight"));
+    assert_eq!((down[8], down[9]), (value("x"), value("x")));
     // argmax (x, out, n) over the logits row 0 into the I/O block.
     let (label, argmax) = kernel_args(launches.last().unwrap());
     assert_eq!(label, "argmax");
@@ -155,10 +165,10 @@ fn prefill_epilogue_reads_only_the_last_row() {
             argmax: true,
         })
         .unwrap();
-    let epilogue_start = last.len() - model.program.epilogue.len() - 1;
-    let (_, norm) = kernel_args(&last[epilogue_start]);
-    assert_eq!(norm[0], row(x, n - 1), "epilogue reads x at the last token");
-    assert_eq!(norm[3], 1, "one row through the epilogue");
+    // The epilogue over one row is one GEMV (output_norm fused into the LM head).
+    let (_, head) = kernel_args(&last[last.len() - 2]);
+    assert_eq!(head[6], row(x, n - 1), "epilogue reads x at the last token");
+    assert_eq!(head[12], 1, "one row through the epilogue");
     assert_eq!(kernel_args(last.last().unwrap()).1[0], row(logits, 0));
 
     let all = gpu
@@ -168,7 +178,8 @@ fn prefill_epilogue_reads_only_the_last_row() {
             argmax: true,
         })
         .unwrap();
-    assert_eq!(all.len(), last.len());
+    // All rows go through the prefill epilogue unfused: norm, then the GEMM.
+    assert_eq!(all.len(), last.len() + 1);
     assert_eq!(kernel_args(all.last().unwrap()).1[0], row(logits, n - 1));
 
     let none = gpu
@@ -178,7 +189,7 @@ fn prefill_epilogue_reads_only_the_last_row() {
             argmax: false,
         })
         .unwrap();
-    assert_eq!(none.len(), last.len() - model.program.epilogue.len() - 1);
+    assert_eq!(none.len(), last.len() - 2);
 }
 
 #[test]
@@ -198,7 +209,14 @@ fn biases_are_passed_where_the_plan_has_them() {
         .map(kernel_args)
         .find(|(_, a)| a.first() == Some(&weight("blk.0.attn_q.weight")))
         .expect("q projection");
-    assert_eq!(q.1[3], weight("blk.0.attn_q.bias"));
+    assert_eq!(
+        q.1[3..6],
+        [
+            weight("blk.0.attn_q.bias"),
+            weight("blk.0.attn_k.bias"),
+            weight("blk.0.attn_v.bias")
+        ]
+    );
     let o = launches
         .iter()
         .map(kernel_args)
@@ -340,11 +358,11 @@ fn missing_kernels_and_bad_inputs_are_errors() {
     let model = tiny_llama();
     let (_, mut gpu) = backend_with(
         &model,
-        Box::new(MissingKernels(KernelRole::KvStore)),
+        Box::new(MissingKernels(KernelRole::RopeStore)),
         ExecutorConfig::new(8),
     );
     let err = gpu.forward(&[1, 2], 0, false).unwrap_err().to_string();
-    assert!(err.contains("kv_store"), "{err}");
+    assert!(err.contains("rope_store"), "{err}");
     assert!(matches!(
         gpu.forward(&[1], 8, false),
         Err(BackendError::ContextFull { .. })

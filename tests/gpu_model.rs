@@ -4,8 +4,10 @@
 //!
 //! Tolerance: NMSE of each logits row <= 1e-4. The GPU keeps the KV cache in f16 (relative
 //! rounding 2^-11 per element) where the CPU keeps f32, and kernels sum in other orders; through
-//! two layers this measures ~1e-6 to 1e-5, while any wrong op gives ~1. Greedy tokens must
-//! match wherever the CPU's top two logits are further apart than the error allows.
+//! two layers this measures ~1e-6 to 1e-5, while any wrong op gives ~1. Decode steps run the
+//! GEMV with int8 x (q8_1, as llama.cpp), which adds an NMSE of about 3e-5 per matmul: their
+//! logits are checked at 1e-3. Greedy tokens must match wherever the CPU's top two logits are
+//! further apart than the error allows.
 
 mod gpu_support;
 
@@ -20,6 +22,10 @@ use rocmforge::plan::Model;
 
 const N_CTX: usize = 128;
 const LOGITS_TOL: f64 = 1e-4;
+const DECODE_LOGITS_TOL: f64 = 1e-3;
+/// A top-two logit gap (relative to the largest logit) that decode's error cannot close: an NMSE
+/// of 1e-3 is a relative error of about 3e-2.
+const DECODE_MARGIN: f32 = 1e-1;
 
 /// `err <= tol`, with NaN (a broken kernel) counted as outside.
 fn within(err: f64, tol: f64) -> bool {
@@ -33,11 +39,11 @@ fn prompt(model: &Model, n: usize) -> Vec<u32> {
 }
 
 /// Top-two margin of a logits row, relative to the row's scale.
-fn clear_winner(row: &[f32]) -> bool {
+fn clear_winner(row: &[f32], margin: f32) -> bool {
     let mut sorted: Vec<f32> = row.to_vec();
     sorted.sort_by(|a, b| b.total_cmp(a));
     let scale = row.iter().map(|v| v.abs()).fold(0f32, f32::max).max(1e-6);
-    (sorted[0] - sorted[1]) / scale > 1e-3
+    (sorted[0] - sorted[1]) / scale > margin
 }
 
 fn load(runtime: &Arc<dyn GpuRuntime>, model: &Arc<Model>, config: ExecutorConfig) -> GpuBackend {
@@ -75,7 +81,7 @@ fn check_model(runtime: &Arc<dyn GpuRuntime>, spec: SynthModel) -> Vec<String> {
         let got = gpu.forward(&[next], pos, false).unwrap();
         let err = nmse(&got, &want);
         worst = worst.max(err);
-        if !within(err, LOGITS_TOL) {
+        if !within(err, DECODE_LOGITS_TOL) {
             failures.push(format!(
                 "{label}: decode position {pos}: logits nmse {err:.3e}"
             ));
@@ -89,7 +95,7 @@ fn check_model(runtime: &Arc<dyn GpuRuntime>, spec: SynthModel) -> Vec<String> {
             ));
         }
         let cpu_token = argmax(&want) as u32;
-        if clear_winner(&want) && gpu_token != cpu_token {
+        if clear_winner(&want, DECODE_MARGIN) && gpu_token != cpu_token {
             failures.push(format!(
                 "{label}: position {pos}: greedy token {gpu_token} != cpu {cpu_token}"
             ));

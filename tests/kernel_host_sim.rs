@@ -6,7 +6,7 @@
 mod host_sim;
 
 use half::f16;
-use host_sim::{bytes_f32, f32_bytes, i32_bytes, max_rel_err, Launch};
+use host_sim::{bytes_f32, f32_bytes, i32_bytes, max_rel_err, Launch, Q8x};
 use rocmforge::backend::cpu::ops::{self, AttnShape};
 use rocmforge::codegen::compiler::Target;
 use rocmforge::codegen::context::Tunable;
@@ -45,6 +45,11 @@ const MATMUL_ARGS: &str =
     "(const unsigned char*)B[0], (const float*)B[1], (float*)B[2], (const float*)B[3], n_tokens";
 const MATMUL_ARGS_NO_BIAS: &str =
     "(const unsigned char*)B[0], (const float*)B[1], (float*)B[2], nullptr, n_tokens";
+/// The decode GEMV's ABI with one weight, no norm and no residual (buffers as for the GEMM).
+const GEMV_ARGS: &str = "(const unsigned char*)B[0], nullptr, nullptr, (const float*)B[3], \
+    nullptr, nullptr, (const float*)B[1], nullptr, nullptr, (float*)B[2], nullptr, nullptr, n_tokens";
+const GEMV_ARGS_NO_BIAS: &str = "(const unsigned char*)B[0], nullptr, nullptr, nullptr, nullptr, \
+    nullptr, (const float*)B[1], nullptr, nullptr, (float*)B[2], nullptr, nullptr, n_tokens";
 
 struct MatmulCase {
     format: GgmlType,
@@ -88,27 +93,31 @@ impl MatmulCase {
         if self.bias {
             buffers.push(f32_bytes(&self.bias_values));
         }
-        launch(
-            spec,
-            self.tokens as u32,
-            if self.bias {
-                MATMUL_ARGS
-            } else {
-                MATMUL_ARGS_NO_BIAS
-            },
-            buffers,
-        )
+        let args = match (spec.kind, self.bias) {
+            (KernelKind::MatmulGemv, true) => GEMV_ARGS,
+            (KernelKind::MatmulGemv, false) => GEMV_ARGS_NO_BIAS,
+            (_, true) => MATMUL_ARGS,
+            (_, false) => MATMUL_ARGS_NO_BIAS,
+        };
+        launch(spec, self.tokens as u32, args, buffers)
     }
 
-    fn expected(&self) -> Vec<f32> {
+    /// The CPU matmul; with `x_int8` of x rounded through q8_1 as the kernel stages it (the same
+    /// f32 arithmetic on the same x, so only the summation order differs).
+    fn expected(&self, x_int8: bool) -> Vec<f32> {
         let mut out = vec![0f32; self.n * self.tokens];
         let bias = self.bias.then_some(&self.bias_values[..]);
+        let x = if x_int8 {
+            Q8x::new(&self.x).dequantized()
+        } else {
+            self.x.clone()
+        };
         ops::matmul(
             &self.weights,
             self.format,
             self.k,
             self.n,
-            &self.x,
+            &x,
             bias,
             &mut out,
         );
@@ -122,6 +131,14 @@ fn gemv_knobs(rows_per_block: u32, rows_per_warp: u32, split_k: u32, tokens: u32
         rows_per_warp,
         split_k,
         tokens,
+        x_int8: false,
+    }
+}
+
+fn gemv_knobs_int8(rows_per_block: u32, rows_per_warp: u32, split_k: u32) -> GemvKnobs {
+    GemvKnobs {
+        x_int8: true,
+        ..gemv_knobs(rows_per_block, rows_per_warp, split_k, 1)
     }
 }
 
@@ -133,11 +150,14 @@ fn check_matmuls(
 ) {
     let t = Target::parse(target).unwrap();
     let mut launches = Vec::new();
+    let mut x_int8 = Vec::new();
     for (case, knobs) in gemv_cases {
         let ctx = GemvContext::new(&t, case.format, case.k, case.n);
         let ctx = knobs.as_ref().map_or(ctx.clone(), |k| ctx.with_knobs(k));
+        x_int8.push(ctx.x_int8);
         launches.push(case.launch(spec(KernelKind::MatmulGemv, ctx)));
     }
+    x_int8.resize(launches.len() + gemm_cases.len(), false);
     for case in gemm_cases {
         launches.push(case.launch(spec(
             KernelKind::MatmulGemm,
@@ -148,8 +168,8 @@ fn check_matmuls(
         return;
     };
     let all = gemv_cases.iter().map(|(c, _)| c).chain(gemm_cases);
-    for (case, l) in all.zip(&launches) {
-        let err = max_rel_err(&bytes_f32(&l.buffers[2]), &case.expected());
+    for ((case, l), &x_int8) in all.zip(&launches).zip(&x_int8) {
+        let err = max_rel_err(&bytes_f32(&l.buffers[2]), &case.expected(x_int8));
         assert!(
             err < TOL,
             "{} {}: error {err}",
@@ -228,8 +248,71 @@ fn gemv_matches_the_cpu_with_64_lane_warps() {
             MatmulCase::new(&mut rng, GgmlType::Q8_0, 2048, 21, 2, false),
             Some(gemv_knobs(2, 8, 2, 2)),
         ),
+        (
+            MatmulCase::new(&mut rng, GgmlType::Q6K, 1024, 13, 2, true),
+            Some(gemv_knobs_int8(2, 2, 2)),
+        ),
     ];
     check_matmuls("gfx90a", &cases, &[]);
+}
+
+/// The int8-x GEMV for every format with an int8 dot (rows of 2-aligned formats alternating
+/// between 0 and 2 mod 4, split-K, several token blocks): against the CPU matmul of the same q8_1
+/// x (summation order only), and against the f32 CPU matmul within the q8_1 error bound: each x
+/// value is off by at most d / 2 = max|x of its block| / 254, so a row is off by at most
+/// sum_k |w_k| d_k / 2.
+#[test]
+fn gemv_with_int8_x_matches_the_cpu() {
+    let t = Target::parse("gfx1030").unwrap();
+    let mut rng = Rng::new(14);
+    let knobs = [(1, 2, 1), (4, 1, 1), (2, 3, 2), (1, 4, 4)];
+    let mut cases = Vec::new();
+    for (i, format) in rocmforge::codegen::quant::gpu_formats().enumerate() {
+        let layout = rocmforge::codegen::quant::weight_layout(format).unwrap();
+        if !layout.int8_dot {
+            continue;
+        }
+        // An odd number of blocks per row: 3 x 32 or 3 x 256 values.
+        let k = 3 * layout.block_values.max(32);
+        let (rows_per_block, rows_per_warp, split_k) = knobs[i % knobs.len()];
+        let case = MatmulCase::new(&mut rng, format, k, 7 + i, 1 + i % 2, i % 3 == 0);
+        cases.push((
+            case,
+            gemv_knobs_int8(rows_per_block, rows_per_warp, split_k),
+        ));
+    }
+    assert_eq!(cases.len(), 10);
+    let mut launches: Vec<Launch> = cases
+        .iter()
+        .map(|(case, knobs)| {
+            let ctx = GemvContext::new(&t, case.format, case.k, case.n).with_knobs(knobs);
+            case.launch(spec(KernelKind::MatmulGemv, ctx))
+        })
+        .collect();
+    let Some(()) = host_sim::run("matmul-int8", &mut launches) else {
+        return;
+    };
+    for ((case, _), l) in cases.iter().zip(&launches) {
+        let got = bytes_f32(&l.buffers[2]);
+        let err = max_rel_err(&got, &case.expected(true));
+        assert!(err < TOL, "{}: error {err} against q8_1 x", l.spec.problem);
+        let plain = case.expected(false);
+        let w = dequant::dequantize_to_vec(case.format, &case.weights, case.k * case.n).unwrap();
+        let xq = Q8x::new(&case.x);
+        let scale = plain.iter().fold(1f32, |m, v| m.max(v.abs()));
+        for (i, (g, p)) in got.iter().zip(&plain).enumerate() {
+            let (t, row) = (i / case.n, i % case.n);
+            let bound: f32 = (0..case.k)
+                .map(|k| w[row * case.k + k].abs() * xq.d[(t * case.k + k) / 32] / 2.0)
+                .sum::<f32>()
+                + TOL * scale;
+            assert!(
+                (g - p).abs() <= bound,
+                "{}: output {i} is {g}, f32 CPU {p}, q8_1 bound {bound}",
+                l.spec.problem
+            );
+        }
+    }
 }
 
 #[test]

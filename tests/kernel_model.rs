@@ -11,7 +11,7 @@ use rocmforge::codegen::kernel_set::{
 };
 use rocmforge::codegen::{Renderer, TuningChoice};
 use rocmforge::gguf::GgufFile;
-use rocmforge::graph::{Op, Step};
+use rocmforge::graph::{FusionKind, Fusions, Op, Section, Step};
 use rocmforge::plan::{bind, Model, Plan};
 use rocmforge::synth::{synthesize, Shape, SynthSpec, WeightMix};
 
@@ -25,55 +25,86 @@ fn load(path: &std::path::Path) -> Model {
 
 /// Every Matmul/Embed step launches kernels whose problem names the format and [K, N] of the
 /// tensor the step reads, in every layer and both phases; every other step launches something.
+/// Steps the GPU fuses (graph::fuse) launch nothing of their own: the first step of the fusion
+/// launches the fused kernels, whose problem names every weight they read.
 fn check_against_tensors(model: &Model, set: &KernelSet) {
     let program = &model.program;
-    let mut places: Vec<(StepAt, &Step, Option<usize>)> = Vec::new();
-    places.extend(
-        program
-            .prologue
-            .iter()
-            .enumerate()
-            .map(|(i, s)| (StepAt::Prologue(i), s, None)),
-    );
-    for layer in 0..model.hparams.n_layer {
-        places.extend(
-            program
-                .block
-                .iter()
-                .enumerate()
-                .map(|(i, s)| (StepAt::Block { layer, step: i }, s, Some(layer))),
-        );
-    }
-    places.extend(
-        program
-            .epilogue
-            .iter()
-            .enumerate()
-            .map(|(i, s)| (StepAt::Epilogue(i), s, None)),
-    );
-    for (at, step, layer) in places {
-        for n_tokens in [1, DECODE_MAX_TOKENS + 1] {
-            let kernels = set.for_step(at, n_tokens).unwrap();
-            assert!(!kernels.is_empty(), "{at:?} {}", step.name);
-            if matches!(step.op, Op::Matmul | Op::Embed) {
-                let t = model
-                    .weight(layer, step.weights[0].as_deref().unwrap())
-                    .unwrap();
-                let expected = match step.op {
-                    Op::Matmul => format!("{} K={} N={}", t.ty.name(), t.dims[0], t.dims[1]),
-                    _ => format!("{} K={} vocab={}", t.ty.name(), t.dims[0], t.dims[1]),
+    let fusions = Fusions::of(program);
+    for n_tokens in [1, DECODE_MAX_TOKENS + 1] {
+        let decode = n_tokens <= DECODE_MAX_TOKENS;
+        let layers = (0..model.hparams.n_layer).map(|l| (Section::Block, Some(l)));
+        let sections = [(Section::Prologue, None)]
+            .into_iter()
+            .chain(layers)
+            .chain([(Section::Epilogue, None)]);
+        for (section, layer) in sections {
+            let steps = program.section(section);
+            for (i, step) in steps.iter().enumerate() {
+                let at = match section {
+                    Section::Prologue => StepAt::Prologue(i),
+                    Section::Block => StepAt::Block {
+                        layer: layer.unwrap(),
+                        step: i,
+                    },
+                    Section::Epilogue => StepAt::Epilogue(i),
                 };
-                assert_eq!(kernels.len(), 1);
-                assert!(
-                    kernels[0].problem.ends_with(&expected),
-                    "{at:?} {}: {} vs {expected}",
-                    step.name,
-                    kernels[0].problem
-                );
-            }
-            if step.op == Op::Attention {
-                let kinds: Vec<_> = kernels.iter().map(|k| k.kind).collect();
-                assert_eq!(kinds, [KernelKind::KvStore, KernelKind::Attention]);
+                let kernels = set.for_step(at, n_tokens).unwrap();
+                let tensor = |s: &Step| {
+                    model
+                        .weight(layer, s.weights[0].as_deref().unwrap())
+                        .unwrap()
+                };
+                match fusions.at(section, i, decode) {
+                    Some(f) if f.first != i => {
+                        assert!(kernels.is_empty(), "{at:?} {} is fused", step.name)
+                    }
+                    Some(f) => match &f.kind {
+                        FusionKind::Gemv(g) => {
+                            assert_eq!(kernels.len(), 1);
+                            for segment in &g.segments {
+                                let t = tensor(&steps[segment.matmul]);
+                                let expected = format!("{} N={}", t.ty.name(), segment.rows);
+                                let problem = &kernels[0].problem;
+                                assert!(
+                                    problem.contains(&expected)
+                                        && problem.contains(&format!("K={} ", t.dims[0])),
+                                    "{at:?} {}: {problem} vs {expected}",
+                                    step.name
+                                );
+                            }
+                        }
+                        FusionKind::RopeAttention { .. } => {
+                            let kinds: Vec<_> = kernels.iter().map(|k| k.kind).collect();
+                            assert_eq!(kinds, [KernelKind::RopeStore, KernelKind::Attention]);
+                        }
+                    },
+                    None => {
+                        assert!(!kernels.is_empty(), "{at:?} {}", step.name);
+                        if matches!(step.op, Op::Matmul | Op::Embed) {
+                            let t = tensor(step);
+                            let expected = match (step.op, kernels[0].kind) {
+                                (Op::Matmul, KernelKind::MatmulGemv) => {
+                                    format!("K={} [{} N={}]", t.dims[0], t.ty.name(), t.dims[1])
+                                }
+                                (Op::Matmul, _) => {
+                                    format!("{} K={} N={}", t.ty.name(), t.dims[0], t.dims[1])
+                                }
+                                _ => format!("{} K={} vocab={}", t.ty.name(), t.dims[0], t.dims[1]),
+                            };
+                            assert_eq!(kernels.len(), 1);
+                            assert!(
+                                kernels[0].problem.ends_with(&expected),
+                                "{at:?} {}: {} vs {expected}",
+                                step.name,
+                                kernels[0].problem
+                            );
+                        }
+                        if step.op == Op::Attention {
+                            let kinds: Vec<_> = kernels.iter().map(|k| k.kind).collect();
+                            assert_eq!(kinds, [KernelKind::KvStore, KernelKind::Attention]);
+                        }
+                    }
+                }
             }
         }
     }
@@ -119,11 +150,17 @@ fn mixed_format_model_gets_kernels_per_layer_format() {
     )
     .unwrap();
     check_against_tensors(&model, &set);
+    // GEMV problems list their weights as `[Q4_K N=.., Q6_K N=..]`.
     let formats: std::collections::BTreeSet<_> = set
         .kernels
         .iter()
         .filter(|k| k.kind == KernelKind::MatmulGemv)
-        .map(|k| k.problem.split(' ').nth(1).unwrap().to_string())
+        .flat_map(|k| {
+            let list = &k.problem[k.problem.find('[').unwrap() + 1..k.problem.find(']').unwrap()];
+            list.split(", ")
+                .map(|w| w.split(' ').next().unwrap().to_string())
+                .collect::<Vec<_>>()
+        })
         .collect();
     assert!(
         formats.contains("Q4_K") && formats.contains("Q6_K"),

@@ -3,70 +3,27 @@
 //! valid blocks of every format. This checks the block layouts and chunk addressing the kernels
 //! depend on without a GPU. Skips with a printed reason when no host C++ compiler is found.
 
-use std::fmt::Write as _;
-use std::path::{Path, PathBuf};
-use std::process::Command;
+mod quant_host;
 
+use std::fmt::Write as _;
+use std::path::Path;
+
+use quant_host::{build, read, run_f32, snippet, HOST_SHIM};
 use rocmforge::codegen::quant::{gpu_formats, weight_layout};
 use rocmforge::gguf::{dequant, quantize, GgmlType};
 use rocmforge::util::rng::Rng;
 
-/// Stand-ins for the device built-ins the snippets use; half conversion done bit by bit.
-const HOST_SHIM: &str = r#"
-#include <cmath>
-#include <cstdio>
-#include <cstdlib>
-#include <cstring>
-#include <vector>
-#define __device__
-#define __forceinline__ inline
-#define __restrict__
-struct uint4 { unsigned x, y, z, w; };
-struct float4 { float x, y, z, w; };
-constexpr int WARP_SIZE = 32;
-static inline float rf_shfl_xor(float v, int) { return v; }
-static inline int rf_shfl_xor(int v, int) { return v; }
-static inline unsigned short __ushort_as_half(unsigned short bits) { return bits; }
-static inline float __half2float(unsigned short h) {
-    const int exp = (h >> 10) & 31, mant = h & 1023;
-    float v = exp == 0 ? std::ldexp((float)mant, -24)
-            : exp == 31 ? (mant ? NAN : INFINITY)
-            : std::ldexp((float)(mant | 1024), exp - 25);
-    return (h >> 15) ? -v : v;
-}
-static inline float __uint_as_float(unsigned u) { float f; std::memcpy(&f, &u, 4); return f; }
-static inline float __int_as_float(int u) { float f; std::memcpy(&f, &u, 4); return f; }
-"#;
-
 const K: usize = 512;
 const ROWS: usize = 3;
-
-fn templates() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("templates")
-}
-
-fn read(rel: &str) -> String {
-    std::fs::read_to_string(templates().join(rel)).unwrap_or_else(|e| panic!("{rel}: {e}"))
-}
 
 /// One program: every snippet in its own namespace; `main(format, file)` dequantizes ROWS rows of
 /// K values chunk by chunk, as the kernels do, and writes the floats to stdout.
 fn program(formats: &[GgmlType]) -> String {
     let mut src = format!("{HOST_SHIM}{}\n", read("prelude/common.hip.tera"));
-    let scale_min = read("quant/k_scale_min.hip.tera");
-    let words_a2 = read("quant/words_a2.hip.tera");
     let mut dispatch = String::new();
     for f in formats {
         let layout = weight_layout(*f).unwrap();
-        let snippet = read(&layout.template())
-            .replace("{% include \"quant/k_scale_min.hip.tera\" %}", &scale_min)
-            .replace("{% include \"quant/words_a2.hip.tera\" %}", &words_a2);
-        assert!(
-            !snippet.contains("{%") && !snippet.contains("{{"),
-            "{}: host harness expects plain C++",
-            layout.tag
-        );
-        writeln!(src, "namespace {} {{\n{snippet}\n}}", layout.tag).unwrap();
+        writeln!(src, "namespace {} {{\n{}\n}}", layout.tag, snippet(&layout)).unwrap();
         writeln!(
             dispatch,
             "    if (!std::strcmp(argv[1], \"{t}\")) {{ using namespace {t}; size_t rb = (size_t)({K} / QK) * QBYTES;\n\
@@ -93,27 +50,9 @@ fn gpu_dequant_snippets_match_the_cpu_dequantizer() {
     let dir = std::env::temp_dir().join(format!("rocmforge-quant-host-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let formats: Vec<GgmlType> = gpu_formats().collect();
-    let cpp = dir.join("snippets.cpp");
-    let exe = dir.join("snippets");
-    std::fs::write(&cpp, program(&formats)).unwrap();
-    let compiler = std::env::var("CXX").unwrap_or_else(|_| "c++".to_string());
-    let built = match Command::new(&compiler)
-        .args(["-std=c++17", "-O1", "-o"])
-        .arg(&exe)
-        .arg(&cpp)
-        .output()
-    {
-        Ok(out) => out,
-        Err(e) => {
-            eprintln!("skipped: no host C++ compiler ({compiler}: {e})");
-            return;
-        }
+    let Some(exe) = build(&dir, &program(&formats)) else {
+        return;
     };
-    assert!(
-        built.status.success(),
-        "host build of the snippets failed:\n{}",
-        String::from_utf8_lossy(&built.stderr)
-    );
 
     let mut rng = Rng::new(0x5eed);
     for format in formats {
@@ -121,17 +60,7 @@ fn gpu_dequant_snippets_match_the_cpu_dequantizer() {
         let bytes = quantize::random_blocks(format, K * ROWS, &mut rng, 2.0);
         let input = dir.join(format!("{tag}.bin"));
         std::fs::write(&input, &bytes).unwrap();
-        let run = Command::new(&exe).arg(tag).arg(&input).output().unwrap();
-        assert!(
-            run.status.success(),
-            "{tag}: {}",
-            String::from_utf8_lossy(&run.stderr)
-        );
-        let got: Vec<f32> = run
-            .stdout
-            .chunks_exact(4)
-            .map(|b| f32::from_le_bytes(b.try_into().unwrap()))
-            .collect();
+        let got = run_f32(&exe, &[Path::new(tag), &input]);
         let mut want = vec![0f32; K * ROWS];
         dequant::dequantize(format, &bytes, &mut want).unwrap();
         assert_eq!(got.len(), want.len(), "{tag}");

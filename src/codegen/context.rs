@@ -93,6 +93,17 @@ pub trait OpContext: Serialize {
     fn weight_format(&self) -> Option<GgmlType> {
         None
     }
+    /// For kernels reading several weight matrices: the format of each. The renderer then puts
+    /// each format's snippet in its own namespace `seg<i>` (instead of one snippet at global
+    /// scope), so that formats may differ between segments.
+    fn segment_formats(&self) -> Vec<GgmlType> {
+        Vec::new()
+    }
+    /// Whether the kernel multiplies on matrix units: the renderer then adds the target's
+    /// matrix-tile prelude (`rf_tile_*`). Only contexts built for targets that have one say yes.
+    fn matrix_tiles(&self) -> bool {
+        false
+    }
     /// Op and shape without the knobs: the key of tuning results and of error messages.
     fn problem(&self) -> String;
     /// Knob and shape consistency, checked before rendering.

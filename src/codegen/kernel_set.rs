@@ -13,16 +13,27 @@
 //! ```text
 //! embed       (const u8* table, const int* tokens, float* out, int n_tokens)
 //! rmsnorm     (const float* x, const float* w, float* out, int n_rows)   // n_rows = n_tokens * rows_per_token
-//! matmul_gemv (const u8* W, const float* x, float* out, const float* bias_or_null, int n_tokens)
-//! matmul_gemm (same as matmul_gemv)
+//! matmul_gemv (const u8* W0, const u8* W1, const u8* W2, const float* bias0, const float* bias1,
+//!              const float* bias2, const float* x, const float* norm_w, const float* residual,
+//!              float* out0, float* out1, float* out2, int n_tokens)   // unused slots null
+//! matmul_gemm (const u8* W, const float* x, float* out, const float* bias_or_null, int n_tokens)
+//!             (FP32 tiles, or f16 matrix tiles where the target has them: `matmul_gemm_tiles`)
 //! split       (const float* x, float* out0, float* out1, float* out2_or_null, int n_tokens)
 //! rope        (float* x, const int* pos0, int n_tokens)                    // in place
 //! kv_store    (const float* k, const float* v, __half* k_cache, __half* v_cache, const int* pos0, int n_tokens)
+//! rope_store  (const float* q, const float* k, const float* v, float* q_out, __half* k_cache,
+//!              __half* v_cache, const int* pos0, int n_tokens)
 //! attention   (const float* q, const __half* k_cache, const __half* v_cache, float* out, const int* pos0, int n_tokens)
 //! add         (const float* a, const float* b, float* out, int n)          // n = n_tokens * width
 //! silu_mul    (const float* g, const float* u, float* out, int n)          // n = n_tokens * width
 //! argmax      (const float* x, int* out, int n)                            // one row
 //! ```
+//!
+//! Fusion (`graph::fuse`): a run of steps computed together has all its kernels in the list of
+//! its first step and empty lists for the others, in the phases the fusion applies to: decode
+//! GEMVs absorb the RMSNorm before them, the matmuls sharing their input, a split and a residual
+//! add or silu_mul after them; `rope_store` + attention replace rope, rope, kv_store + attention
+//! in both phases.
 //!
 //! Launch: `block` and `shared_bytes` (static; no dynamic shared memory) are fixed per kernel,
 //! `grid(n_tokens)` gives the grid. An Attention step is two launches, `kv_store` then
@@ -62,13 +73,16 @@ use super::context::{GridRule, Tunable};
 use super::error::CodegenError;
 use super::ops::attention::{AttentionPhase, AttentionShape};
 use super::ops::elementwise::ElementwiseOp;
+use super::ops::matmul::{GemvEpilogue, GemvSegment};
 use super::ops::{
-    ArgmaxContext, AttentionContext, ElementwiseContext, EmbedContext, GemmContext, GemvContext,
-    KvStoreContext, RmsNormContext, RopeContext, SplitContext,
+    ArgmaxContext, AttentionContext, ElementwiseContext, EmbedContext, GemmContext,
+    GemmTilesContext, GemvContext, KvStoreContext, RmsNormContext, RopeContext, RopeStoreContext,
+    SplitContext,
 };
 use super::render::Renderer;
 use super::shape::{ModelShape, ShapedStep, StepShape};
 use super::tuning::TuningChoice;
+use crate::graph::{self, Fusion, FusionKind, GemvFusion};
 use crate::plan::Model;
 
 /// Launches with at most this many tokens use the decode kernels (GEMV, split attention).
@@ -100,6 +114,7 @@ pub enum KernelKind {
     Split,
     Rope,
     KvStore,
+    RopeStore,
     Attention,
     Add,
     SiluMul,
@@ -291,13 +306,14 @@ pub fn kernels_for_shape(
         kernels: Vec::new(),
         index: HashMap::new(),
     };
-    let prologue = builder.steps(&shape.prologue)?;
+    let fusions = &shape.fusions;
+    let prologue = builder.section(&shape.prologue, &fusions.prologue)?;
     let layers = shape
         .layers
         .iter()
-        .map(|l| builder.steps(l))
+        .map(|l| builder.section(l, &fusions.block))
         .collect::<Result<Vec<_>, _>>()?;
-    let epilogue = builder.steps(&shape.epilogue)?;
+    let epilogue = builder.section(&shape.epilogue, &fusions.epilogue)?;
     let argmax = builder.add(
         KernelKind::Argmax,
         ArgmaxContext::new(target, shape.hparams.n_vocab),
@@ -335,8 +351,131 @@ impl Builder<'_> {
         Ok(self.kernels.len() - 1)
     }
 
-    fn steps(&mut self, steps: &[ShapedStep]) -> Result<Vec<StepKernels>, CodegenError> {
-        steps.iter().map(|s| self.step(s)).collect()
+    /// The kernels of each step of a section, with its fusions applied.
+    fn section(
+        &mut self,
+        steps: &[ShapedStep],
+        fusions: &[Fusion],
+    ) -> Result<Vec<StepKernels>, CodegenError> {
+        let in_rope_attention = |i: usize| {
+            fusions
+                .iter()
+                .any(|f| f.contains(i) && matches!(f.kind, FusionKind::RopeAttention { .. }))
+        };
+        let mut out = Vec::with_capacity(steps.len());
+        for (i, step) in steps.iter().enumerate() {
+            out.push(if in_rope_attention(i) {
+                StepKernels {
+                    step: step.name.clone(),
+                    decode: Vec::new(),
+                    prefill: Vec::new(),
+                }
+            } else {
+                self.step(step)?
+            });
+        }
+        for fusion in fusions {
+            let absorbed = fusion.first + 1..fusion.first + fusion.len;
+            match &fusion.kind {
+                FusionKind::Gemv(gemv) => {
+                    let ctx = self.fused_gemv(steps, fusion, gemv)?;
+                    out[fusion.first].decode = vec![self.add(KernelKind::MatmulGemv, ctx)?];
+                    for i in absorbed {
+                        out[i].decode.clear();
+                    }
+                }
+                FusionKind::RopeAttention { rope_q, .. } => {
+                    let StepShape::Rope { width } = steps[*rope_q].shape else {
+                        return Err(fusion_error(
+                            steps,
+                            fusion,
+                            "q is not rotated by a rope step",
+                        ));
+                    };
+                    let hp = &self.shape.hparams;
+                    let rope = RopeContext::new(
+                        self.target,
+                        width,
+                        hp.head_dim,
+                        hp.rope_base,
+                        hp.rope_style,
+                    );
+                    let kv_width = hp.n_kv_head * hp.head_dim;
+                    let store = self.add(
+                        KernelKind::RopeStore,
+                        RopeStoreContext::new(self.target, &rope, kv_width, self.n_ctx),
+                    )?;
+                    let (decode, prefill) = self.attention()?;
+                    out[fusion.first].decode = vec![store, decode];
+                    out[fusion.first].prefill = vec![store, prefill];
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// The decode GEMV computing a GEMV fusion's steps.
+    fn fused_gemv(
+        &self,
+        steps: &[ShapedStep],
+        fusion: &Fusion,
+        gemv: &GemvFusion,
+    ) -> Result<GemvContext, CodegenError> {
+        let mut k_common = None;
+        let mut segments = Vec::new();
+        for segment in &gemv.segments {
+            let StepShape::Matmul { format, k, .. } = steps[segment.matmul].shape else {
+                return Err(fusion_error(
+                    steps,
+                    fusion,
+                    "a segment's step is not a matmul",
+                ));
+            };
+            if k_common.is_some_and(|common| common != k) {
+                return Err(fusion_error(
+                    steps,
+                    fusion,
+                    "the matmuls differ in row length",
+                ));
+            }
+            k_common = Some(k);
+            segments.push(GemvSegment::new(format, segment.rows));
+        }
+        let k = k_common.ok_or_else(|| fusion_error(steps, fusion, "no matmul"))?;
+        let epilogue = match gemv.epilogue {
+            graph::GemvEpilogue::Store => GemvEpilogue::Store,
+            graph::GemvEpilogue::Residual { .. } => GemvEpilogue::Residual,
+            graph::GemvEpilogue::SiluMul { .. } => GemvEpilogue::SiluMul,
+        };
+        let norm_eps = gemv.norm.map(|_| self.shape.hparams.norm_eps);
+        Ok(GemvContext::fused(
+            self.target,
+            k,
+            segments,
+            norm_eps,
+            epilogue,
+        ))
+    }
+
+    /// The decode and prefill attention kernels.
+    fn attention(&mut self) -> Result<(usize, usize), CodegenError> {
+        let (t, hp) = (self.target, &self.shape.hparams);
+        let shape = AttentionShape {
+            head_dim: hp.head_dim,
+            n_head: hp.n_head,
+            n_kv_head: hp.n_kv_head,
+            n_ctx: self.n_ctx,
+        };
+        let max = DECODE_MAX_TOKENS as usize;
+        let decode = self.add(
+            KernelKind::Attention,
+            AttentionContext::new(t, AttentionPhase::Decode, shape, max),
+        )?;
+        let prefill = self.add(
+            KernelKind::Attention,
+            AttentionContext::new(t, AttentionPhase::Prefill, shape, max),
+        )?;
+        Ok((decode, prefill))
     }
 
     fn step(&mut self, step: &ShapedStep) -> Result<StepKernels, CodegenError> {
@@ -359,10 +498,18 @@ impl Builder<'_> {
                 KernelKind::RmsNorm,
                 RmsNormContext::new(t, *width, *rows_per_token, hp.norm_eps),
             )?),
-            StepShape::Matmul { format, k, n } => (
-                vec![self.add(KernelKind::MatmulGemv, GemvContext::new(t, *format, *k, *n))?],
-                vec![self.add(KernelKind::MatmulGemm, GemmContext::new(t, *format, *k, *n))?],
-            ),
+            StepShape::Matmul { format, k, n } => {
+                let gemm = match GemmTilesContext::new(t, *format, *k, *n) {
+                    Some(tiles) => self.add(KernelKind::MatmulGemm, tiles)?,
+                    None => {
+                        self.add(KernelKind::MatmulGemm, GemmContext::new(t, *format, *k, *n))?
+                    }
+                };
+                (
+                    vec![self.add(KernelKind::MatmulGemv, GemvContext::new(t, *format, *k, *n))?],
+                    vec![gemm],
+                )
+            }
             StepShape::Split { widths } => {
                 if !(2..=3).contains(&widths.len()) {
                     return Err(CodegenError::Step {
@@ -381,21 +528,7 @@ impl Builder<'_> {
                     KernelKind::KvStore,
                     KvStoreContext::new(t, hp.n_kv_head * hp.head_dim, self.n_ctx),
                 )?;
-                let shape = AttentionShape {
-                    head_dim: hp.head_dim,
-                    n_head: hp.n_head,
-                    n_kv_head: hp.n_kv_head,
-                    n_ctx: self.n_ctx,
-                };
-                let max = DECODE_MAX_TOKENS as usize;
-                let decode = self.add(
-                    KernelKind::Attention,
-                    AttentionContext::new(t, AttentionPhase::Decode, shape, max),
-                )?;
-                let prefill = self.add(
-                    KernelKind::Attention,
-                    AttentionContext::new(t, AttentionPhase::Prefill, shape, max),
-                )?;
+                let (decode, prefill) = self.attention()?;
                 (vec![store, decode], vec![store, prefill])
             }
             StepShape::Add { width } => same(self.add(
@@ -412,5 +545,14 @@ impl Builder<'_> {
             decode,
             prefill,
         })
+    }
+}
+
+fn fusion_error(steps: &[ShapedStep], fusion: &Fusion, reason: &str) -> CodegenError {
+    CodegenError::Step {
+        step: steps
+            .get(fusion.first)
+            .map_or_else(|| format!("step {}", fusion.first), |s| s.name.clone()),
+        reason: format!("fused steps: {reason}"),
     }
 }

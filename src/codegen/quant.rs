@@ -1,6 +1,7 @@
 //! Weight formats the kernels read, with the geometry the templates and `validate()` share.
 //! The dequantization itself lives in `templates/quant/<tag>.hip.tera`; each snippet defines
-//! `QK`, `QBYTES`, `CHUNK` and `dq_chunk(row, c, out)` with the values listed here.
+//! `QK`, `QBYTES`, `CHUNK` and `dq_chunk(row, c, out)` with the values listed here; formats with
+//! integer quants also define `dot_chunk_q8`, the chunk dotted with int8 x (`quant/dot.hip.tera`).
 
 use crate::gguf::GgmlType;
 
@@ -17,6 +18,9 @@ pub struct WeightLayout {
     /// Values one thread dequantizes at once (`CHUNK`): a whole block for the 32-value formats,
     /// one scale group (or pair of groups) of 32 for the K-quants, 8 for plain floats.
     pub chunk: usize,
+    /// The snippet defines `dot_chunk_q8` (integer quants dotted with int8 x by dp4a); its chunk is
+    /// then one 32-value x block. Plain floats have no integer quants to dot.
+    pub int8_dot: bool,
 }
 
 const LAYOUTS: &[WeightLayout] = &[
@@ -48,6 +52,7 @@ const fn layout(
         block_values,
         block_bytes,
         chunk,
+        int8_dot: block_values > 1,
     }
 }
 
@@ -87,6 +92,17 @@ mod tests {
             assert_eq!(l.block_values as u64, l.format.block_size(), "{}", l.tag);
             assert_eq!(l.block_bytes as u64, l.format.type_size(), "{}", l.tag);
             assert_eq!(l.tag, l.format.name().to_ascii_lowercase(), "{}", l.tag);
+            assert_eq!(
+                l.int8_dot,
+                !matches!(l.format, GgmlType::F32 | GgmlType::F16 | GgmlType::BF16),
+                "{}",
+                l.tag
+            );
+            assert!(
+                !l.int8_dot || l.chunk == 32,
+                "{}: int8 dot needs 32-value chunks",
+                l.tag
+            );
             assert!(
                 l.chunk % 4 == 0
                     && (l.chunk % l.block_values == 0 || l.block_values % l.chunk == 0)

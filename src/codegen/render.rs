@@ -11,6 +11,7 @@ use tera::{Tera, Value};
 use super::context::OpContext;
 use super::error::CodegenError;
 use super::quant::weight_layout;
+use crate::gguf::GgmlType;
 
 /// Environment variable naming a directory laid out like `templates/` to render from instead of
 /// the embedded copies.
@@ -27,9 +28,11 @@ const TEMPLATES: &[(&str, &str)] = embedded![
     "prelude/hip.hip.tera",
     "prelude/cuda.hip.tera",
     "prelude/common.hip.tera",
+    "prelude/matrix_cuda.hip.tera",
     "quant/dot.hip.tera",
     "quant/k_scale_min.hip.tera",
     "quant/words_a2.hip.tera",
+    "quant/x_q8.hip.tera",
     "quant/f32.hip.tera",
     "quant/f16.hip.tera",
     "quant/bf16.hip.tera",
@@ -47,8 +50,11 @@ const TEMPLATES: &[(&str, &str)] = embedded![
     "rmsnorm.hip.tera",
     "matmul_gemv.hip.tera",
     "matmul_gemm.hip.tera",
+    "matmul_gemm_tiles.hip.tera",
     "split.hip.tera",
+    "rope_pair.hip.tera",
     "rope.hip.tera",
+    "rope_store.hip.tera",
     "kv_store.hip.tera",
     "attention.hip.tera",
     "elementwise.hip.tera",
@@ -121,30 +127,57 @@ impl Renderer {
             })?;
         context.insert("kernel_name", &name);
         let platform_prelude = format!("prelude/{}.hip.tera", ctx.target().platform);
-        let mut parts = vec![platform_prelude, "prelude/common.hip.tera".to_string()];
-        if let Some(format) = ctx.weight_format() {
+        let mut parts = vec![platform_prelude];
+        if ctx.matrix_tiles() {
+            parts.push(format!("prelude/matrix_{}.hip.tera", ctx.target().platform));
+        }
+        parts.push("prelude/common.hip.tera".to_string());
+        let segments = ctx.segment_formats();
+        let weight_parts = |format: GgmlType| -> Result<[String; 2], CodegenError> {
             let layout = weight_layout(format).ok_or_else(|| CodegenError::UnsupportedFormat {
                 problem: ctx.problem(),
                 format: format.name().to_string(),
             })?;
-            parts.push(layout.template());
-            parts.push("quant/dot.hip.tera".to_string());
-        }
-        parts.push(ctx.template().to_string());
-
+            Ok([layout.template(), "quant/dot.hip.tera".to_string()])
+        };
         let mut source = format!("// rocmforge kernel {name}\n// context: {json}\n");
         for part in &parts {
-            let text = self
-                .tera
-                .render(part, &context)
-                .map_err(|e| CodegenError::Template {
-                    template: part.clone(),
-                    message: format!("{} (context {json})", error_chain(&e)),
-                })?;
-            source.push_str(&text);
-            source.push('\n');
+            source.push_str(&self.part(part, &context, &json)?);
         }
+        if segments.is_empty() {
+            if let Some(format) = ctx.weight_format() {
+                for part in &weight_parts(format)? {
+                    source.push_str(&self.part(part, &context, &json)?);
+                }
+            }
+        }
+        for (i, &format) in segments.iter().enumerate() {
+            source.push_str(&format!("namespace seg{i} {{\n"));
+            for part in &weight_parts(format)? {
+                source.push_str(&self.part(part, &context, &json)?);
+            }
+            source.push_str(&format!("}}  // namespace seg{i}\n"));
+        }
+        source.push_str(&self.part(ctx.template(), &context, &json)?);
         Ok(source)
+    }
+
+    /// One template rendered with the kernel's context, followed by a newline.
+    fn part(
+        &self,
+        part: &str,
+        context: &tera::Context,
+        json: &str,
+    ) -> Result<String, CodegenError> {
+        let mut text = self
+            .tera
+            .render(part, context)
+            .map_err(|e| CodegenError::Template {
+                template: part.to_string(),
+                message: format!("{} (context {json})", error_chain(&e)),
+            })?;
+        text.push('\n');
+        Ok(text)
     }
 }
 

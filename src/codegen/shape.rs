@@ -5,7 +5,7 @@
 use super::error::CodegenError;
 use super::ops::rope::RotaryPairs;
 use crate::gguf::GgmlType;
-use crate::graph::{Op, Step};
+use crate::graph::{Fusions, Op, Program, Step, ValueId, ValueInfo};
 use crate::plan::{Model, RopeStyle};
 
 #[derive(Debug, Clone, PartialEq)]
@@ -69,6 +69,8 @@ pub struct ModelShape {
     /// The block's steps for each layer (formats may differ between layers).
     pub layers: Vec<Vec<ShapedStep>>,
     pub epilogue: Vec<ShapedStep>,
+    /// Which steps the kernels compute together (the same for every layer).
+    pub fusions: Fusions,
 }
 
 fn step(name: &str, shape: StepShape) -> ShapedStep {
@@ -88,79 +90,229 @@ impl ModelShape {
         format: GgmlType,
         fused_qkv: bool,
     ) -> ModelShape {
-        let matmul = |name: &str, k: usize, n: usize| {
-            step(
-                name,
-                StepShape::Matmul {
-                    format: fitting_format(format, k),
-                    k,
-                    n,
-                },
-            )
-        };
+        let mut d = DecoderProgram::default();
         let q_width = hp.n_head * hp.head_dim;
         let kv_width = hp.n_kv_head * hp.head_dim;
-        let mut block = vec![step(
-            "attn_norm",
-            StepShape::RmsNorm {
-                width: hp.n_embd,
-                rows_per_token: 1,
-            },
-        )];
+        let matmul = |k: usize, n: usize| StepShape::Matmul {
+            format: fitting_format(format, k),
+            k,
+            n,
+        };
+        let norm = StepShape::RmsNorm {
+            width: hp.n_embd,
+            rows_per_token: 1,
+        };
+        let embed = StepShape::Embed {
+            format: fitting_format(format, hp.n_embd),
+            width: hp.n_embd,
+            n_vocab: hp.n_vocab,
+        };
+        let (x, h) = (d.value("x", hp.n_embd), d.value("h", hp.n_embd));
+        let (q, k, v) = (
+            d.value("q", q_width),
+            d.value("k", kv_width),
+            d.value("v", kv_width),
+        );
+        let (a, o) = (d.value("a", q_width), d.value("o", hp.n_embd));
+        let (g, u, m) = (
+            d.value("g", hp.n_ff),
+            d.value("u", hp.n_ff),
+            d.value("m", hp.n_ff),
+        );
+        let (f, logits) = (d.value("f", hp.n_embd), d.value("logits", hp.n_vocab));
+        let prologue = vec![d.step("token_embd", Op::Embed, &[], &[x], &[], embed)];
+        let mut block = vec![d.step("attn_norm", Op::RmsNorm, &[x], &[h], &[], norm.clone())];
         if fused_qkv {
-            block.push(matmul("qkv", hp.n_embd, q_width + 2 * kv_width));
-            block.push(step(
+            let qkv = d.value("qkv", q_width + 2 * kv_width);
+            block.push(d.step(
+                "qkv",
+                Op::Matmul,
+                &[h],
+                &[qkv],
+                &[],
+                matmul(hp.n_embd, q_width + 2 * kv_width),
+            ));
+            let widths = vec![q_width, kv_width, kv_width];
+            block.push(d.step(
                 "split_qkv",
+                Op::Split,
+                &[qkv],
+                &[q, k, v],
+                &widths,
                 StepShape::Split {
-                    widths: vec![q_width, kv_width, kv_width],
+                    widths: widths.clone(),
                 },
             ));
         } else {
-            block.push(matmul("q", hp.n_embd, q_width));
-            block.push(matmul("k", hp.n_embd, kv_width));
-            block.push(matmul("v", hp.n_embd, kv_width));
+            block.push(d.step("q", Op::Matmul, &[h], &[q], &[], matmul(hp.n_embd, q_width)));
+            block.push(d.step(
+                "k",
+                Op::Matmul,
+                &[h],
+                &[k],
+                &[],
+                matmul(hp.n_embd, kv_width),
+            ));
+            block.push(d.step(
+                "v",
+                Op::Matmul,
+                &[h],
+                &[v],
+                &[],
+                matmul(hp.n_embd, kv_width),
+            ));
         }
         block.extend([
-            step("rope_q", StepShape::Rope { width: q_width }),
-            step("rope_k", StepShape::Rope { width: kv_width }),
-            step("attention", StepShape::Attention),
-            matmul("attn_output", q_width, hp.n_embd),
-            step("residual_attn", StepShape::Add { width: hp.n_embd }),
-            step(
-                "ffn_norm",
-                StepShape::RmsNorm {
-                    width: hp.n_embd,
-                    rows_per_token: 1,
-                },
+            d.step(
+                "rope_q",
+                Op::Rope,
+                &[q],
+                &[q],
+                &[],
+                StepShape::Rope { width: q_width },
             ),
-            matmul("ffn_gate", hp.n_embd, hp.n_ff),
-            matmul("ffn_up", hp.n_embd, hp.n_ff),
-            step("silu_mul", StepShape::SiluMul { width: hp.n_ff }),
-            matmul("ffn_down", hp.n_ff, hp.n_embd),
-            step("residual_ffn", StepShape::Add { width: hp.n_embd }),
+            d.step(
+                "rope_k",
+                Op::Rope,
+                &[k],
+                &[k],
+                &[],
+                StepShape::Rope { width: kv_width },
+            ),
+            d.step(
+                "attention",
+                Op::Attention,
+                &[q, k, v],
+                &[a],
+                &[],
+                StepShape::Attention,
+            ),
+            d.step(
+                "attn_output",
+                Op::Matmul,
+                &[a],
+                &[o],
+                &[],
+                matmul(q_width, hp.n_embd),
+            ),
+            d.step(
+                "residual_attn",
+                Op::Add,
+                &[x, o],
+                &[x],
+                &[],
+                StepShape::Add { width: hp.n_embd },
+            ),
+            d.step("ffn_norm", Op::RmsNorm, &[x], &[h], &[], norm.clone()),
+            d.step(
+                "ffn_gate",
+                Op::Matmul,
+                &[h],
+                &[g],
+                &[],
+                matmul(hp.n_embd, hp.n_ff),
+            ),
+            d.step(
+                "ffn_up",
+                Op::Matmul,
+                &[h],
+                &[u],
+                &[],
+                matmul(hp.n_embd, hp.n_ff),
+            ),
+            d.step(
+                "silu_mul",
+                Op::SiluMul,
+                &[g, u],
+                &[m],
+                &[],
+                StepShape::SiluMul { width: hp.n_ff },
+            ),
+            d.step(
+                "ffn_down",
+                Op::Matmul,
+                &[m],
+                &[f],
+                &[],
+                matmul(hp.n_ff, hp.n_embd),
+            ),
+            d.step(
+                "residual_ffn",
+                Op::Add,
+                &[x, f],
+                &[x],
+                &[],
+                StepShape::Add { width: hp.n_embd },
+            ),
         ]);
+        let epilogue = vec![
+            d.step("output_norm", Op::RmsNorm, &[x], &[h], &[], norm),
+            d.step(
+                "output",
+                Op::Matmul,
+                &[h],
+                &[logits],
+                &[],
+                matmul(hp.n_embd, hp.n_vocab),
+            ),
+        ];
+        let split = |steps: Vec<(Step, ShapedStep)>| -> (Vec<Step>, Vec<ShapedStep>) {
+            steps.into_iter().unzip()
+        };
+        let (prologue, prologue_shapes) = split(prologue);
+        let (block, block_shapes) = split(block);
+        let (epilogue, epilogue_shapes) = split(epilogue);
+        let program = Program {
+            values: d.values,
+            prologue,
+            block,
+            epilogue,
+            logits,
+        };
         ModelShape {
             hparams: hp.clone(),
-            prologue: vec![step(
-                "token_embd",
-                StepShape::Embed {
-                    format: fitting_format(format, hp.n_embd),
-                    width: hp.n_embd,
-                    n_vocab: hp.n_vocab,
-                },
-            )],
-            layers: vec![block; n_layers],
-            epilogue: vec![
-                step(
-                    "output_norm",
-                    StepShape::RmsNorm {
-                        width: hp.n_embd,
-                        rows_per_token: 1,
-                    },
-                ),
-                matmul("output", hp.n_embd, hp.n_vocab),
-            ],
+            prologue: prologue_shapes,
+            layers: vec![block_shapes; n_layers],
+            epilogue: epilogue_shapes,
+            fusions: Fusions::of(&program),
         }
+    }
+}
+
+/// The program of `ModelShape::decoder`, built beside its shapes so that its fusions are found
+/// by the same analysis as a real model's.
+#[derive(Default)]
+struct DecoderProgram {
+    values: Vec<ValueInfo>,
+}
+
+impl DecoderProgram {
+    fn value(&mut self, name: &str, width: usize) -> ValueId {
+        self.values.push(ValueInfo {
+            name: name.to_string(),
+            width,
+        });
+        self.values.len() - 1
+    }
+
+    fn step(
+        &self,
+        name: &str,
+        op: Op,
+        inputs: &[ValueId],
+        outputs: &[ValueId],
+        params: &[usize],
+        shape: StepShape,
+    ) -> (Step, ShapedStep) {
+        let program_step = Step {
+            op,
+            inputs: inputs.to_vec(),
+            weights: Vec::new(),
+            outputs: outputs.to_vec(),
+            params: params.to_vec(),
+            name: name.to_string(),
+        };
+        (program_step, step(name, shape))
     }
 }
 
@@ -218,6 +370,7 @@ impl ModelShape {
                 .map(|l| shape_steps(&program.block, Some(l)))
                 .collect::<Result<_, _>>()?,
             epilogue: shape_steps(&program.epilogue, None)?,
+            fusions: Fusions::of(program),
         })
     }
 }

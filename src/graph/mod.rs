@@ -2,8 +2,10 @@
 //! Every backend executes the same program; only how each op is computed differs.
 
 mod build;
+pub mod fuse;
 
 pub use build::build_program;
+pub use fuse::{Fusion, FusionKind, Fusions, GemvEpilogue, GemvFusion, GemvSegment, Section};
 
 pub type ValueId = usize;
 

@@ -37,6 +37,11 @@ static inline float __half2float(__half h) { _Float16 f; std::memcpy(&f, &h.bits
 static inline __half __float2half(float v) { _Float16 f = (_Float16)v; __half h; std::memcpy(&h.bits, &f, 2); return h; }
 static inline float __uint_as_float(unsigned u) { float f; std::memcpy(&f, &u, 4); return f; }
 static inline float __int_as_float(int u) { float f; std::memcpy(&f, &u, 4); return f; }
+// The HIP prelude's rf_dp4a: four signed byte products summed into c.
+static inline int __builtin_amdgcn_sdot4(int a, int b, int c, bool) {
+    for (int i = 0; i < 4; ++i) c += (int)(signed char)(a >> 8 * i) * (int)(signed char)(b >> 8 * i);
+    return c;
+}
 static inline int min(int a, int b) { return a < b ? a : b; }
 static inline unsigned atomicAdd(unsigned* p, unsigned v) { return __atomic_fetch_add(p, v, __ATOMIC_SEQ_CST); }
 static inline void __threadfence() { std::atomic_thread_fence(std::memory_order_seq_cst); }
@@ -246,4 +251,50 @@ pub fn max_rel_err(got: &[f32], want: &[f32]) -> f32 {
         .zip(want)
         .map(|(g, w)| (g - w).abs() / scale)
         .fold(0.0, f32::max)
+}
+
+/// x as q8_1 blocks of 32, by ggml's quantize_row_q8_1 rule: q = round(v / d) half away from
+/// zero, d = max|v| / 127 (q = 0 for a zero block), s = d * sum(q). What an int8-x GEMV
+/// multiplies with.
+pub struct Q8x {
+    pub q: Vec<i8>,
+    pub d: Vec<f32>,
+    pub s: Vec<f32>,
+}
+
+impl Q8x {
+    pub fn new(x: &[f32]) -> Q8x {
+        let mut out = Q8x {
+            q: Vec::new(),
+            d: Vec::new(),
+            s: Vec::new(),
+        };
+        for block in x.chunks_exact(32) {
+            let amax = block.iter().fold(0f32, |m, v| m.max(v.abs()));
+            let d = amax / 127.0;
+            let q: Vec<i8> = block
+                .iter()
+                .map(|v| {
+                    if amax == 0.0 {
+                        0
+                    } else {
+                        (v / d).round() as i8
+                    }
+                })
+                .collect();
+            let sum: i32 = q.iter().map(|&v| v as i32).sum();
+            out.q.extend(q);
+            out.d.push(d);
+            out.s.push(d * sum as f32);
+        }
+        out
+    }
+
+    pub fn dequantized(&self) -> Vec<f32> {
+        self.q
+            .iter()
+            .enumerate()
+            .map(|(i, &q)| self.d[i / 32] * q as f32)
+            .collect()
+    }
 }

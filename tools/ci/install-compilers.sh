@@ -28,8 +28,8 @@ else
     echo "HIPRTC packages already installed: ${apt_packages[*]}"
 fi
 
-echo "installing nvidia-cuda-nvrtc, nvidia-cuda-runtime 13.x (pip)"
-python3 -m pip install --quiet --disable-pip-version-check "nvidia-cuda-nvrtc==13.*" "nvidia-cuda-runtime==13.*"
+echo "installing nvidia-cuda-nvrtc, nvidia-cuda-runtime, nvidia-cuda-crt 13.x (pip; crt has the tensor-core header crt/mma.h)"
+python3 -m pip install --quiet --disable-pip-version-check "nvidia-cuda-nvrtc==13.*" "nvidia-cuda-runtime==13.*" "nvidia-cuda-crt==13.*"
 
 # shellcheck source=env.sh
 . "$here/env.sh"

@@ -51,10 +51,16 @@ fn select(
     let specs = set
         .for_step(at, n_tokens as u32)
         .ok_or("the kernel set has no such step")?;
-    // Attention is two launches, kv_store then attention; every other step is one.
+    // Attention is two launches, kv_store (or rope_store when fused with the ropes) then
+    // attention; every other step is one.
+    let first = |kind: KernelKind| specs.iter().find(|s| s.kind == kind);
     let found = match role {
-        KernelRole::KvStore => specs.iter().find(|s| s.kind == KernelKind::KvStore),
-        _ => specs.iter().rev().find(|s| s.kind != KernelKind::KvStore),
+        KernelRole::KvStore => first(KernelKind::KvStore),
+        KernelRole::RopeStore => first(KernelKind::RopeStore),
+        _ => specs
+            .iter()
+            .rev()
+            .find(|s| !matches!(s.kind, KernelKind::KvStore | KernelKind::RopeStore)),
     };
     found.copied().ok_or_else(|| {
         let kinds: Vec<String> = specs.iter().map(|s| format!("{:?}", s.kind)).collect();

@@ -11,9 +11,9 @@ use super::kernels::StepSite;
 use super::layout::{self, ArenaLayout, MemoryBudget, WeightLayout, IO_ARGMAX, IO_POS0, IO_TOKENS};
 use super::memory::{DeviceBuffer, Graph};
 use super::runtime::{DevicePtr, GpuRuntime};
-use super::schedule::{enqueue, DeviceAddresses, Launch, Logits, ScheduleRequest, Scheduler};
+use super::schedule::{self, enqueue, DeviceAddresses, Launch, Logits, ScheduleRequest, Scheduler};
 use crate::backend::{check_forward, Backend, BackendError};
-use crate::graph::ValueId;
+use crate::graph::{Fusion, Fusions, ValueId};
 use crate::plan::Model;
 
 /// Default largest number of tokens one launch list covers; longer prompts run in chunks.
@@ -85,6 +85,7 @@ pub struct GpuBackend {
     weight_layout: WeightLayout,
     arena_layout: ArenaLayout,
     addresses: DeviceAddresses,
+    fusions: Fusions,
 }
 
 impl GpuBackend {
@@ -119,6 +120,7 @@ impl GpuBackend {
         let arena = DeviceBuffer::<u8>::zeroed(&runtime, arena_layout.total)?;
         let io = DeviceBuffer::<i32>::zeroed(&runtime, layout::io_len(config.max_chunk))?;
         runtime.synchronize()?;
+        let fusions = Fusions::of(&model.program);
         let addresses = DeviceAddresses {
             weights: weights.ptr(),
             arena: arena.ptr(),
@@ -134,6 +136,7 @@ impl GpuBackend {
             weight_layout,
             arena_layout,
             addresses,
+            fusions,
             decode_graph: None,
             io,
             _weights: weights,
@@ -153,6 +156,7 @@ impl GpuBackend {
             arena: &self.arena_layout,
             addresses: self.addresses,
             kernels: self.kernels.as_ref(),
+            fusions: &self.fusions,
         }
     }
 
@@ -177,6 +181,12 @@ impl GpuBackend {
     /// The launch list for a request, as the executor would run it.
     pub fn schedule(&self, request: ScheduleRequest) -> Result<Vec<Launch>, GpuError> {
         self.scheduler().build(request)
+    }
+
+    /// The fusion the step at `site` belongs to for a launch over `n_tokens` tokens: run it
+    /// through `run_single_step` at the fusion's first step.
+    pub fn fusion_at(&self, site: StepSite, n_tokens: usize) -> Option<&Fusion> {
+        schedule::fusion_at(&self.fusions, site, n_tokens)
     }
 
     pub fn addresses(&self) -> DeviceAddresses {

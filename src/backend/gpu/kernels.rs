@@ -5,14 +5,7 @@
 use super::error::GpuError;
 use super::runtime::{FunctionHandle, LaunchDims};
 
-/// The part of the program a step belongs to.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Section {
-    Prologue,
-    /// Run once per layer; `StepSite::layer` says which.
-    Block,
-    Epilogue,
-}
+pub use crate::graph::Section;
 
 /// One step of the program; `layer` is set for block steps (layers may differ in weight format).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -29,6 +22,8 @@ pub struct StepSite {
 pub enum KernelRole {
     Main,
     KvStore,
+    /// Rotating q and k and storing k and v: the first kernel of a fused rope + attention.
+    RopeStore,
     Argmax,
 }
 
@@ -37,6 +32,7 @@ impl KernelRole {
         match self {
             KernelRole::Main => "main",
             KernelRole::KvStore => "kv_store",
+            KernelRole::RopeStore => "rope_store",
             KernelRole::Argmax => "argmax",
         }
     }

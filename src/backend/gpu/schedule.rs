@@ -8,7 +8,9 @@ use super::error::GpuError;
 use super::kernels::{KernelRole, KernelTable, Section, StepSite};
 use super::layout::{ArenaLayout, WeightLayout, IO_ARGMAX, IO_POS0, IO_TOKENS};
 use super::runtime::{DevicePtr, FunctionHandle, GpuRuntime, LaunchDims, RuntimeError};
-use crate::graph::{Op, Step, ValueId};
+use crate::codegen::quant::weight_layout;
+use crate::codegen::Phase;
+use crate::graph::{Fusion, FusionKind, Fusions, GemvEpilogue, GemvFusion, Op, Step, ValueId};
 use crate::plan::Model;
 
 /// One kernel parameter.
@@ -75,6 +77,8 @@ pub struct Scheduler<'a> {
     pub arena: &'a ArenaLayout,
     pub addresses: DeviceAddresses,
     pub kernels: &'a dyn KernelTable,
+    /// Runs of steps launched as one kernel (or kernel pair); see `graph::fuse`.
+    pub fusions: &'a Fusions,
 }
 
 /// Per-section state: token count of the launches and the row each value is read from.
@@ -174,14 +178,11 @@ impl Scheduler<'_> {
     }
 
     /// The launches of one step alone over `n_tokens` tokens, every value at row 0: for per-op
-    /// tests and activation dumps.
+    /// tests and activation dumps. Where the step starts a fusion that applies at this token
+    /// count, the launches of the whole fusion (see `fusion_at`); a step inside one is an error.
     pub fn single_step(&self, site: StepSite, n_tokens: usize) -> Result<Vec<Launch>, GpuError> {
         let program = &self.model.program;
-        let steps = match site.section {
-            Section::Prologue => &program.prologue,
-            Section::Block => &program.block,
-            Section::Epilogue => &program.epilogue,
-        };
+        let steps = program.section(site.section);
         let step = steps.get(site.index).ok_or_else(|| GpuError::Step {
             step: format!("{site:?}"),
             op: "none",
@@ -193,8 +194,26 @@ impl Scheduler<'_> {
             written: vec![false; program.values.len()],
         };
         let mut launches = Vec::new();
-        self.step(site, step, &rows, &mut launches)?;
+        match self.fusion_at(site, n_tokens) {
+            Some(f) if f.first == site.index => self.fused(site, f, steps, &rows, &mut launches)?,
+            Some(f) => {
+                return Err(Self::step_error(
+                    step,
+                    format!(
+                        "computed together with steps {}..{} from '{}'",
+                        f.first,
+                        f.first + f.len,
+                        steps[f.first].name
+                    ),
+                ))
+            }
+            None => self.step(site, step, &rows, &mut launches)?,
+        }
         Ok(launches)
+    }
+
+    fn fusion_at(&self, site: StepSite, n_tokens: usize) -> Option<&Fusion> {
+        fusion_at(self.fusions, site, n_tokens)
     }
 
     fn section(
@@ -211,7 +230,11 @@ impl Scheduler<'_> {
                 index,
                 layer,
             };
-            self.step(site, step, rows, out)?;
+            match self.fusion_at(site, rows.n_tokens) {
+                Some(f) if f.first == index => self.fused(site, f, steps, rows, out)?,
+                Some(_) => {}
+                None => self.step(site, step, rows, out)?,
+            }
             for &o in &step.outputs {
                 rows.written[o] = true;
             }
@@ -267,6 +290,145 @@ impl Scheduler<'_> {
     ) -> Result<(DevicePtr, u64), GpuError> {
         self.weight(step, layer, slot)?
             .ok_or_else(|| Self::step_error(step, format!("weight slot {slot} is missing")))
+    }
+
+    /// The launches of the fusion starting at `site`.
+    fn fused(
+        &self,
+        site: StepSite,
+        fusion: &Fusion,
+        steps: &[Step],
+        rows: &Rows,
+        out: &mut Vec<Launch>,
+    ) -> Result<(), GpuError> {
+        use KernelArg::{Ptr, I32};
+        let n = rows.n_tokens;
+        let read = |id: ValueId| self.value_ptr(id, rows.row(id));
+        let write = |id: ValueId| self.value_ptr(id, 0);
+        let pos0 = Ptr(self.io_ptr(IO_POS0));
+        match &fusion.kind {
+            FusionKind::Gemv(gemv) => {
+                let args = self.gemv_args(site, steps, gemv, rows)?;
+                let kernel = self.kernels.kernel(site, KernelRole::Main, n)?;
+                out.push(Launch::Kernel {
+                    label: format!("{} (fused x{})", steps[fusion.first].name, fusion.len),
+                    function: kernel.function,
+                    dims: kernel.dims,
+                    args,
+                });
+            }
+            FusionKind::RopeAttention {
+                rope_q,
+                rope_k,
+                attention,
+            } => {
+                let (rq, rk, att) = (&steps[*rope_q], &steps[*rope_k], &steps[*attention]);
+                let layer = site
+                    .layer
+                    .ok_or_else(|| Self::step_error(att, "attention outside the layer block"))?;
+                let (k_cache, v_cache) = self.kv_cache(layer);
+                let store = self.kernels.kernel(site, KernelRole::RopeStore, n)?;
+                out.push(Launch::Kernel {
+                    label: format!("{} rope_store", att.name),
+                    function: store.function,
+                    dims: store.dims,
+                    args: vec![
+                        Ptr(read(rq.inputs[0])),
+                        Ptr(read(rk.inputs[0])),
+                        Ptr(read(att.inputs[2])),
+                        Ptr(write(rq.outputs[0])),
+                        Ptr(k_cache),
+                        Ptr(v_cache),
+                        pos0,
+                        I32(n as i32),
+                    ],
+                });
+                let kernel = self.kernels.kernel(site, KernelRole::Main, n)?;
+                out.push(Launch::Kernel {
+                    label: att.name.clone(),
+                    function: kernel.function,
+                    dims: kernel.dims,
+                    args: vec![
+                        Ptr(write(rq.outputs[0])),
+                        Ptr(k_cache),
+                        Ptr(v_cache),
+                        Ptr(write(att.outputs[0])),
+                        pos0,
+                        I32(n as i32),
+                    ],
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Arguments of a fused GEMV (see the kernel ABI in `codegen::kernel_set`).
+    fn gemv_args(
+        &self,
+        site: StepSite,
+        steps: &[Step],
+        gemv: &GemvFusion,
+        rows: &Rows,
+    ) -> Result<Vec<KernelArg>, GpuError> {
+        use KernelArg::{Ptr, I32};
+        let mut weights = [0; 3];
+        let mut biases = [0; 3];
+        let mut outputs = [0; 3];
+        for (i, segment) in gemv.segments.iter().enumerate() {
+            let step = &steps[segment.matmul];
+            let tensor = step
+                .weights
+                .first()
+                .cloned()
+                .flatten()
+                .and_then(|role| self.model.weight(site.layer, &role))
+                .ok_or_else(|| Self::step_error(step, "the matmul's weight is not bound"))?;
+            let row_bytes = weight_layout(tensor.ty)
+                .map(|l| l.row_bytes(tensor.dims[0] as usize))
+                .ok_or_else(|| {
+                    Self::step_error(step, format!("no GPU kernel reads {}", tensor.ty.name()))
+                })?;
+            let (w, _) = self.required_weight(step, site.layer, 0)?;
+            weights[i] = w + (segment.first_row * row_bytes) as u64;
+            biases[i] = self
+                .weight(step, site.layer, 1)?
+                .map_or(0, |(b, _)| b + (segment.first_row * 4) as u64);
+            outputs[i] = self.value_ptr(segment.output, 0);
+        }
+        let norm_w = match gemv.norm {
+            Some(n) => self.required_weight(&steps[n], site.layer, 0)?.0,
+            None => 0,
+        };
+        let mut residual = 0;
+        match gemv.epilogue {
+            GemvEpilogue::Store => {}
+            GemvEpilogue::Residual {
+                residual: r,
+                output,
+            } => {
+                residual = self.value_ptr(r, rows.row(r));
+                outputs[0] = self.value_ptr(output, 0);
+            }
+            GemvEpilogue::SiluMul { output } => {
+                outputs = [self.value_ptr(output, 0), 0, 0];
+            }
+        }
+        let mut args: Vec<KernelArg> = weights.iter().chain(&biases).map(|&p| Ptr(p)).collect();
+        args.extend([
+            Ptr(self.value_ptr(gemv.input, rows.row(gemv.input))),
+            Ptr(norm_w),
+            Ptr(residual),
+        ]);
+        args.extend(outputs.iter().map(|&p| Ptr(p)));
+        args.push(I32(rows.n_tokens as i32));
+        Ok(args)
+    }
+
+    /// Base addresses of the K and V caches of `layer`.
+    fn kv_cache(&self, layer: usize) -> (DevicePtr, DevicePtr) {
+        let side = self.addresses.kv_side_bytes as u64;
+        let k_cache = self.addresses.kv_cache + 2 * layer as u64 * side;
+        (k_cache, k_cache + side)
     }
 
     fn step(
@@ -327,7 +489,26 @@ impl Scheduler<'_> {
                 }
                 let (w, _) = self.required_weight(step, site.layer, 0)?;
                 let bias = self.weight(step, site.layer, 1)?.map_or(0, |(b, _)| b);
-                vec![Ptr(w), Ptr(input(0)?), Ptr(output(0)?), Ptr(bias), n_i32]
+                if Phase::of(n as u32) == Phase::Decode {
+                    // The decode GEMV with one weight, no norm, rows stored.
+                    vec![
+                        Ptr(w),
+                        Ptr(0),
+                        Ptr(0),
+                        Ptr(bias),
+                        Ptr(0),
+                        Ptr(0),
+                        Ptr(input(0)?),
+                        Ptr(0),
+                        Ptr(0),
+                        Ptr(output(0)?),
+                        Ptr(0),
+                        Ptr(0),
+                        n_i32,
+                    ]
+                } else {
+                    vec![Ptr(w), Ptr(input(0)?), Ptr(output(0)?), Ptr(bias), n_i32]
+                }
             }
             Op::Split => {
                 if !(2..=3).contains(&step.outputs.len()) {
@@ -367,9 +548,7 @@ impl Scheduler<'_> {
                 let layer = site
                     .layer
                     .ok_or_else(|| Self::step_error(step, "attention outside the layer block"))?;
-                let side = self.addresses.kv_side_bytes as u64;
-                let k_cache = self.addresses.kv_cache + 2 * layer as u64 * side;
-                let v_cache = k_cache + side;
+                let (k_cache, v_cache) = self.kv_cache(layer);
                 let store = self.kernels.kernel(site, KernelRole::KvStore, n)?;
                 out.push(Launch::Kernel {
                     label: format!("{} kv_store", step.name),
@@ -412,6 +591,13 @@ impl Scheduler<'_> {
         });
         Ok(())
     }
+}
+
+/// The fusion the step at `site` belongs to for a launch over `n_tokens` tokens (GEMV fusions
+/// apply to decode-sized launches only).
+pub fn fusion_at(fusions: &Fusions, site: StepSite, n_tokens: usize) -> Option<&Fusion> {
+    let decode = Phase::of(n_tokens as u32) == Phase::Decode;
+    fusions.at(site.section, site.index, decode)
 }
 
 /// Queue every launch on the runtime's stream (or into a capture in progress).

@@ -37,6 +37,17 @@ pub struct Target {
 }
 
 impl Target {
+    /// Whether the matrix-tile prelude (`templates/prelude/matrix_<platform>.hip.tera`) exists for
+    /// this target: NVIDIA tensor cores from Volta (sm_70) on. AMD matrix cores (MFMA on gfx90a,
+    /// WMMA on gfx11) have no prelude yet, so AMD targets use the FP32 tiled GEMM.
+    pub fn has_matrix_tiles(&self) -> bool {
+        let cc = self
+            .arch
+            .trim_start_matches("sm_")
+            .trim_end_matches(['a', 'f']);
+        self.platform == Platform::Cuda && cc.parse::<u32>().is_ok_and(|cc| cc >= 70)
+    }
+
     /// Parses `gfx<id>[:feature(+|-)]*` (AMD) or `sm_<digits>[a|f]` (NVIDIA).
     pub fn parse(text: &str) -> Result<Target, CompileError> {
         let bad = |reason: &str| CompileError::BadTarget {

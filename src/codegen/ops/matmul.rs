@@ -1,6 +1,7 @@
 //! Matrix products with GGUF weights W [N rows of K]: `out[t][n] = W[n] . x[t] (+ bias[n])`.
-//! GEMV for decode (a warp per few rows sharing the x chunk in registers, dequantized in registers) and a shared-memory tiled GEMM for
-//! prefill; both read W through the format's `dq_chunk`.
+//! GEMV for decode (a warp per few rows sharing the x chunk in registers, dequantized in
+//! registers; optionally fused with the RMSNorm before it and the residual add or silu_mul after
+//! it) and a shared-memory tiled GEMM for prefill; both read W through the format's `dq_chunk`.
 
 use serde::Serialize;
 
@@ -18,16 +19,54 @@ use crate::gguf::GgmlType;
 pub const GEMV_MAX_TOKENS: u32 = 8;
 /// Most output rows one GEMV warp owns (its accumulators are rows x tokens registers).
 pub const GEMV_MAX_ROWS_PER_WARP: u32 = 8;
+/// Most weight matrices one GEMV reads (q, k and v).
+pub const GEMV_MAX_SEGMENTS: usize = 3;
+/// Blocks the default knobs aim for at least: enough to keep every compute unit of a large GPU
+/// busy (132 SMs on an H100/H200, 104-110 CUs on an MI200) with two blocks each.
+const GEMV_TARGET_BLOCKS: usize = 256;
 
+/// What the GEMV does with its rows (see `templates/matmul_gemv.hip.tera`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum GemvEpilogue {
+    /// Each segment's rows into its own output.
+    Store,
+    /// One segment: `out = residual + W x`.
+    Residual,
+    /// Two segments of equal rows: `out = silu(W0 x) * (W1 x)`.
+    SiluMul,
+}
+
+/// One weight matrix of a GEMV: `n` rows of `k` values in `format`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct GemvSegment {
+    #[serde(skip)]
+    pub format: GgmlType,
+    pub weight_format: &'static str,
+    pub n: usize,
+}
+
+impl GemvSegment {
+    pub fn new(format: GgmlType, n: usize) -> GemvSegment {
+        GemvSegment {
+            format,
+            weight_format: weight_layout(format).map_or("unsupported", |l| l.tag),
+            n,
+        }
+    }
+}
+
+/// The decode GEMV: up to three weight matrices sharing the input row, an optional RMSNorm of
+/// the input on the fly, and an epilogue.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct GemvContext {
     #[serde(flatten)]
     pub target: TargetConsts,
-    #[serde(skip)]
-    pub format: GgmlType,
-    pub weight_format: &'static str,
     pub k: usize,
-    pub n: usize,
+    pub segments: Vec<GemvSegment>,
+    /// RMSNorm epsilon when the input is normalized in the prologue.
+    pub norm_eps: Option<f32>,
+    pub epilogue: GemvEpilogue,
     /// Warp rows per block (block y extent); each owns `rows_per_warp` output rows.
     pub rows_per_block: u32,
     /// Consecutive output rows per warp: one load of an x chunk serves all of them.
@@ -36,6 +75,10 @@ pub struct GemvContext {
     pub split_k: u32,
     /// Tokens per block: each dequantized chunk is used for all of them.
     pub tokens: u32,
+    /// Int8 x: the block stages x (after the norm) once in shared memory as int8 blocks of 32
+    /// (llama.cpp's q8_1), and rows are dotted with `dot_chunk_q8` (integer dp4a) instead of
+    /// dequantizing weights to f32. Every segment's format needs an int8 dot; one token per block.
+    pub x_int8: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -44,32 +87,81 @@ pub struct GemvKnobs {
     pub rows_per_warp: u32,
     pub split_k: u32,
     pub tokens: u32,
+    pub x_int8: bool,
 }
 
 impl GemvContext {
+    /// A plain matmul: one weight, no norm, rows stored.
     pub fn new(target: &Target, format: GgmlType, k: usize, n: usize) -> GemvContext {
-        let tag = weight_layout(format).map_or("unsupported", |l| l.tag);
+        GemvContext::fused(
+            target,
+            k,
+            vec![GemvSegment::new(format, n)],
+            None,
+            GemvEpilogue::Store,
+        )
+    }
+
+    pub fn fused(
+        target: &Target,
+        k: usize,
+        segments: Vec<GemvSegment>,
+        norm_eps: Option<f32>,
+        epilogue: GemvEpilogue,
+    ) -> GemvContext {
         let ctx = GemvContext {
             target: TargetConsts::of(target),
-            format,
-            weight_format: tag,
             k,
-            n,
+            segments,
+            norm_eps,
+            epilogue,
             rows_per_block: 0,
             rows_per_warp: 0,
             split_k: 0,
             tokens: 0,
+            x_int8: false,
         };
         ctx.with_knobs(&ctx.default_knobs())
     }
 
+    /// Blocks along x for `rows` output rows per block: SiluMul blocks compute a row of both
+    /// segments, the others one segment's rows each.
+    pub fn blocks(&self, block_rows: usize) -> usize {
+        match self.epilogue {
+            GemvEpilogue::SiluMul => self
+                .segments
+                .first()
+                .map_or(0, |s| s.n.div_ceil(block_rows)),
+            _ => self.segments.iter().map(|s| s.n.div_ceil(block_rows)).sum(),
+        }
+    }
+
+    /// Four warps per block; as many rows per warp (4, 2 or 1) as still leaves enough blocks to
+    /// fill the GPU: small models have few rows, and a few long-running blocks would leave most
+    /// compute units idle. Int8 x wherever the formats have an int8 dot and the staged x fits in
+    /// shared memory: integer dot products take a fraction of the instructions per weight.
     fn default_knobs(&self) -> GemvKnobs {
-        GemvKnobs {
-            rows_per_block: 4,
-            rows_per_warp: 4,
+        let rows_per_block = 4;
+        let rows_per_warp = [4, 2, 1]
+            .into_iter()
+            .find(|&r| self.blocks(rows_per_block * r) >= GEMV_TARGET_BLOCKS)
+            .unwrap_or(1) as u32;
+        let knobs = GemvKnobs {
+            rows_per_block: rows_per_block as u32,
+            rows_per_warp,
             split_k: 1,
             tokens: 1,
-        }
+            x_int8: true,
+        };
+        let x_int8 = self.with_knobs(&knobs).validate().is_ok();
+        GemvKnobs { x_int8, ..knobs }
+    }
+
+    /// Whether every segment's format has an int8 dot (`WeightLayout::int8_dot`).
+    pub fn int8_dot(&self) -> bool {
+        self.segments
+            .iter()
+            .all(|s| weight_layout(s.format).is_some_and(|l| l.int8_dot))
     }
 }
 
@@ -81,19 +173,55 @@ impl OpContext for GemvContext {
         "matmul_gemv.hip.tera"
     }
     fn weight_format(&self) -> Option<GgmlType> {
-        Some(self.format)
+        self.segments.first().map(|s| s.format)
+    }
+    fn segment_formats(&self) -> Vec<GgmlType> {
+        self.segments.iter().map(|s| s.format).collect()
     }
     fn problem(&self) -> String {
+        let segments: Vec<String> = self
+            .segments
+            .iter()
+            .map(|s| format!("{} N={}", s.format.name(), s.n))
+            .collect();
+        let norm = if self.norm_eps.is_some() { " norm" } else { "" };
+        let epilogue = match self.epilogue {
+            GemvEpilogue::Store => "",
+            GemvEpilogue::Residual => " +residual",
+            GemvEpilogue::SiluMul => " silu_mul",
+        };
         format!(
-            "matmul_gemv {} K={} N={}",
-            self.format.name(),
+            "matmul_gemv K={} [{}]{norm}{epilogue}",
             self.k,
-            self.n
+            segments.join(", ")
         )
     }
     fn validate(&self) -> Result<(), CodegenError> {
-        check_row_length(self, self.format, self.k)?;
-        require(self.n > 0, self, || "no output rows".to_string())?;
+        require(
+            (1..=GEMV_MAX_SEGMENTS).contains(&self.segments.len()),
+            self,
+            || {
+                format!(
+                    "{} weight matrices; a GEMV reads 1 to {GEMV_MAX_SEGMENTS}",
+                    self.segments.len()
+                )
+            },
+        )?;
+        for s in &self.segments {
+            check_row_length(self, s.format, self.k)?;
+            require(s.n > 0, self, || "a weight without rows".to_string())?;
+        }
+        match self.epilogue {
+            GemvEpilogue::Store => Ok(()),
+            GemvEpilogue::Residual => require(self.segments.len() == 1, self, || {
+                "a residual add takes exactly one weight".to_string()
+            }),
+            GemvEpilogue::SiluMul => require(
+                self.segments.len() == 2 && self.segments[0].n == self.segments[1].n,
+                self,
+                || "silu_mul takes two weights of equal rows".to_string(),
+            ),
+        }?;
         require(
             self.rows_per_block >= 1 && self.split_k >= 1 && self.rows_per_warp >= 1,
             self,
@@ -111,6 +239,14 @@ impl OpContext for GemvContext {
                 self.tokens
             )
         })?;
+        if self.x_int8 {
+            require(self.int8_dot(), self, || {
+                "int8 x needs weight formats with an int8 dot (not F32/F16/BF16)".to_string()
+            })?;
+            require(self.tokens == 1, self, || {
+                format!("int8 x stages one token per block, not {}", self.tokens)
+            })?;
+        }
         check_launch(self)
     }
     fn block(&self) -> (u32, u32, u32) {
@@ -121,16 +257,29 @@ impl OpContext for GemvContext {
         )
     }
     fn shared_bytes(&self) -> u32 {
-        if self.split_k > 1 {
-            4 * self.rows_per_block * self.rows_per_warp * self.split_k * self.tokens
+        let warps = self.rows_per_block * self.split_k;
+        let norm = if self.norm_eps.is_some() {
+            4 * self.tokens * (warps + 1)
         } else {
             0
-        }
+        };
+        let partial = if self.split_k > 1 {
+            4 * 2 * self.rows_per_block * self.rows_per_warp * self.split_k * self.tokens
+        } else {
+            0
+        };
+        // int8 x: K bytes of quants plus a scale and a sum (f32) per 32 values.
+        let x_int8 = if self.x_int8 {
+            (self.k + 8 * (self.k / 32)) as u32
+        } else {
+            0
+        };
+        norm + partial + x_int8
     }
     fn grid_rule(&self) -> GridRule {
-        let x = (self.n as u32).div_ceil(self.rows_per_block * self.rows_per_warp);
+        let rows = (self.rows_per_block * self.rows_per_warp) as usize;
         GridRule {
-            x: Extent::Fixed(x),
+            x: Extent::Fixed(self.blocks(rows) as u32),
             y: Extent::per_token(1, self.tokens),
             z: Extent::Fixed(1),
         }
@@ -148,29 +297,47 @@ impl Tunable for GemvContext {
             rows_per_warp: self.rows_per_warp,
             split_k: self.split_k,
             tokens: self.tokens,
+            x_int8: self.x_int8,
         }
     }
     fn candidates(&self) -> Vec<GemvKnobs> {
-        let mut list = vec![self.default_knobs()];
-        // (warp rows per block, rows per warp, split-K)
+        let default = self.default_knobs();
+        // The default geometry with f32 x next, so that a tuner compares int8 with f32 directly.
+        let mut list = vec![
+            default.clone(),
+            GemvKnobs {
+                x_int8: false,
+                ..default
+            },
+        ];
+        // (warp rows per block, rows per warp, split-K), each with int8 x (where the formats
+        // allow it) and with f32 x.
         for (rows_per_block, rows_per_warp, split_k) in [
+            (4, 4, 1),
             (4, 8, 1),
             (2, 4, 1),
             (8, 2, 1),
             (4, 2, 1),
             (4, 1, 1),
+            (8, 1, 1),
             (2, 8, 1),
             (1, 4, 2),
             (2, 4, 2),
+            (2, 2, 2),
             (1, 8, 4),
             (2, 1, 4),
+            (2, 2, 4),
+            (4, 1, 2),
         ] {
-            list.push(GemvKnobs {
-                rows_per_block,
-                rows_per_warp,
-                split_k,
-                tokens: 1,
-            });
+            for x_int8 in [true, false] {
+                list.push(GemvKnobs {
+                    rows_per_block,
+                    rows_per_warp,
+                    split_k,
+                    tokens: 1,
+                    x_int8,
+                });
+            }
         }
         // Batched decode (a few tokens per launch) reads each weight once for all of them.
         for (rows_per_warp, tokens) in [(2, 2), (1, 4), (2, 4)] {
@@ -179,6 +346,7 @@ impl Tunable for GemvContext {
                 rows_per_warp,
                 split_k: 1,
                 tokens,
+                x_int8: false,
             });
         }
         valid_candidates(self, list)
@@ -189,6 +357,7 @@ impl Tunable for GemvContext {
             rows_per_warp: knobs.rows_per_warp,
             split_k: knobs.split_k,
             tokens: knobs.tokens,
+            x_int8: knobs.x_int8,
             ..self.clone()
         }
     }

@@ -6,6 +6,7 @@ pub mod attention;
 pub mod elementwise;
 pub mod embed;
 pub mod matmul;
+pub mod matmul_tiles;
 pub mod rmsnorm;
 pub mod rope;
 pub mod split;
@@ -15,8 +16,9 @@ pub use attention::AttentionContext;
 pub use elementwise::ElementwiseContext;
 pub use embed::EmbedContext;
 pub use matmul::{GemmContext, GemvContext};
+pub use matmul_tiles::GemmTilesContext;
 pub use rmsnorm::RmsNormContext;
-pub use rope::{KvStoreContext, RopeContext};
+pub use rope::{KvStoreContext, RopeContext, RopeStoreContext};
 pub use split::SplitContext;
 
 /// Threads in a block of `n` warps.

@@ -1,4 +1,5 @@
-//! Rotary position embedding (in place) and the KV-cache store that follows it.
+//! Rotary position embedding (in place), the KV-cache store that follows it, and both fused
+//! (`rope_store`: rotate q and k, store k and v).
 
 use serde::Serialize;
 
@@ -206,6 +207,119 @@ impl Tunable for KvStoreContext {
     }
     fn with_knobs(&self, knobs: &ThreadsKnob) -> Self {
         KvStoreContext {
+            threads: knobs.threads,
+            ..self.clone()
+        }
+    }
+}
+
+/// Rotate q (into `q_out`) and k, store k and v in the caches: rope, rope and kv_store in one launch.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RopeStoreContext {
+    #[serde(flatten)]
+    pub target: TargetConsts,
+    /// n_head * head_dim.
+    pub q_width: usize,
+    /// n_kv_head * head_dim.
+    pub kv_width: usize,
+    pub head_dim: usize,
+    pub base: f32,
+    pub style: RotaryPairs,
+    pub n_ctx: usize,
+    pub threads: u32,
+}
+
+impl RopeStoreContext {
+    pub fn new(target: &Target, rope: &RopeContext, kv_width: usize, n_ctx: usize) -> Self {
+        RopeStoreContext {
+            target: TargetConsts::of(target),
+            q_width: rope.width,
+            kv_width,
+            head_dim: rope.head_dim,
+            base: rope.base,
+            style: rope.style,
+            n_ctx,
+            threads: 256,
+        }
+    }
+
+    fn items(&self) -> usize {
+        self.q_width / 2 + self.kv_width / 2 + self.kv_width
+    }
+}
+
+impl OpContext for RopeStoreContext {
+    fn op(&self) -> &'static str {
+        "rope_store"
+    }
+    fn template(&self) -> &'static str {
+        "rope_store.hip.tera"
+    }
+    fn problem(&self) -> String {
+        format!(
+            "rope_store q={} kv={} head_dim={} ctx={}",
+            self.q_width, self.kv_width, self.head_dim, self.n_ctx
+        )
+    }
+    fn validate(&self) -> Result<(), CodegenError> {
+        for width in [self.q_width, self.kv_width] {
+            RopeContext {
+                target: self.target.clone(),
+                width,
+                head_dim: self.head_dim,
+                base: self.base,
+                style: self.style,
+                threads: self.threads,
+            }
+            .validate()
+            .map_err(|e| CodegenError::Invalid {
+                problem: self.problem(),
+                reason: e.to_string(),
+            })?;
+        }
+        require(
+            self.n_ctx > 0 && self.n_ctx <= i32::MAX as usize,
+            self,
+            || format!("context {} does not fit an int position", self.n_ctx),
+        )?;
+        check_launch(self)
+    }
+    fn block(&self) -> (u32, u32, u32) {
+        (self.threads, 1, 1)
+    }
+    fn shared_bytes(&self) -> u32 {
+        0
+    }
+    fn grid_rule(&self) -> GridRule {
+        GridRule {
+            x: Extent::per_token(1, 1),
+            y: Extent::Fixed(self.items().div_ceil(self.threads as usize) as u32),
+            z: Extent::Fixed(1),
+        }
+    }
+    fn target(&self) -> &TargetConsts {
+        &self.target
+    }
+}
+
+impl Tunable for RopeStoreContext {
+    type Knobs = ThreadsKnob;
+    fn knobs(&self) -> ThreadsKnob {
+        ThreadsKnob {
+            threads: self.threads,
+        }
+    }
+    fn candidates(&self) -> Vec<ThreadsKnob> {
+        valid_candidates(
+            self,
+            [256, 128, 512]
+                .into_iter()
+                .map(|threads| ThreadsKnob { threads })
+                .collect(),
+        )
+    }
+    fn with_knobs(&self, knobs: &ThreadsKnob) -> Self {
+        RopeStoreContext {
             threads: knobs.threads,
             ..self.clone()
         }

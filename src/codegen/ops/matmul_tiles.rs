@@ -1,0 +1,202 @@
+//! The prefill GEMM on matrix units (tensor cores): f16 tiles of dequantized weights and
+//! activations, f32 accumulation. Offered only for targets with a matrix-tile prelude
+//! (`Target::has_matrix_tiles`); elsewhere prefill uses the FP32 tiled GEMM (`GemmContext`).
+
+use serde::Serialize;
+
+use super::warps;
+use crate::codegen::compiler::Target;
+use crate::codegen::context::{
+    check_launch, check_row_length, require, valid_candidates, Extent, GridRule, OpContext,
+    TargetConsts, Tunable,
+};
+use crate::codegen::error::CodegenError;
+use crate::codegen::quant::weight_layout;
+use crate::gguf::GgmlType;
+
+/// The side of one matrix-unit tile.
+const TILE: u32 = 16;
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct GemmTilesContext {
+    #[serde(flatten)]
+    pub target: TargetConsts,
+    #[serde(skip)]
+    pub format: GgmlType,
+    pub weight_format: &'static str,
+    pub k: usize,
+    pub n: usize,
+    /// Block tile: BM tokens x BN rows, stepping K by BK, with WARPS_M x WARPS_N warps.
+    pub bm: u32,
+    pub bn: u32,
+    pub bk: u32,
+    pub warps_m: u32,
+    pub warps_n: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct GemmTilesKnobs {
+    pub bm: u32,
+    pub bn: u32,
+    pub bk: u32,
+    pub warps_m: u32,
+    pub warps_n: u32,
+}
+
+impl GemmTilesContext {
+    /// The context for `target`, or None when the target has no matrix tiles or the shape does
+    /// not fit the default tile (the caller then uses the FP32 GEMM).
+    pub fn new(target: &Target, format: GgmlType, k: usize, n: usize) -> Option<Self> {
+        if !target.has_matrix_tiles() {
+            return None;
+        }
+        let ctx = GemmTilesContext {
+            target: TargetConsts::of(target),
+            format,
+            weight_format: weight_layout(format).map_or("unsupported", |l| l.tag),
+            k,
+            n,
+            bm: 0,
+            bn: 0,
+            bk: 0,
+            warps_m: 0,
+            warps_n: 0,
+        };
+        let ctx = ctx.with_knobs(&ctx.default_knobs());
+        ctx.validate().is_ok().then_some(ctx)
+    }
+
+    /// 64 x 64 tiles of 2 x 2 warps; BK 64 where K allows (one chunk per thread per step).
+    fn default_knobs(&self) -> GemmTilesKnobs {
+        let bk = if self.k.is_multiple_of(64) { 64 } else { 32 };
+        GemmTilesKnobs {
+            bm: 64,
+            bn: 64,
+            bk,
+            warps_m: 2,
+            warps_n: 2,
+        }
+    }
+
+    fn padded(&self) -> u32 {
+        self.bk + 8
+    }
+}
+
+impl OpContext for GemmTilesContext {
+    fn op(&self) -> &'static str {
+        "matmul_gemm_tiles"
+    }
+    fn template(&self) -> &'static str {
+        "matmul_gemm_tiles.hip.tera"
+    }
+    fn weight_format(&self) -> Option<GgmlType> {
+        Some(self.format)
+    }
+    fn matrix_tiles(&self) -> bool {
+        true
+    }
+    fn problem(&self) -> String {
+        format!(
+            "matmul_gemm_tiles {} K={} N={}",
+            self.format.name(),
+            self.k,
+            self.n
+        )
+    }
+    fn validate(&self) -> Result<(), CodegenError> {
+        let layout = check_row_length(self, self.format, self.k)?;
+        require(
+            self.warps_m >= 1
+                && self.warps_n >= 1
+                && self.bm.is_multiple_of(self.warps_m * TILE)
+                && self.bn.is_multiple_of(self.warps_n * TILE),
+            self,
+            || {
+                format!(
+                    "a {}x{} tile does not split into {}x{} warps of 16x16 tiles",
+                    self.bm, self.bn, self.warps_m, self.warps_n
+                )
+            },
+        )?;
+        require(
+            self.bk > 0
+                && self.bk.is_multiple_of(TILE)
+                && (self.bk as usize).is_multiple_of(layout.chunk)
+                && self.k.is_multiple_of(self.bk as usize),
+            self,
+            || {
+                format!(
+                    "BK {} must be a multiple of 16 and of the {}-value chunk and divide K {}",
+                    self.bk, layout.chunk, self.k
+                )
+            },
+        )?;
+        check_launch(self)
+    }
+    fn block(&self) -> (u32, u32, u32) {
+        (
+            warps(self.target.warp_size, self.warps_m * self.warps_n),
+            1,
+            1,
+        )
+    }
+    fn shared_bytes(&self) -> u32 {
+        let tiles = (self.bm + self.bn) * self.padded() * 2;
+        let result = self.bm * (self.bn + 4) * 4;
+        tiles.max(result)
+    }
+    fn grid_rule(&self) -> GridRule {
+        GridRule {
+            x: Extent::Fixed((self.n as u32).div_ceil(self.bn)),
+            y: Extent::per_token(1, self.bm),
+            z: Extent::Fixed(1),
+        }
+    }
+    fn target(&self) -> &TargetConsts {
+        &self.target
+    }
+}
+
+impl Tunable for GemmTilesContext {
+    type Knobs = GemmTilesKnobs;
+    fn knobs(&self) -> GemmTilesKnobs {
+        GemmTilesKnobs {
+            bm: self.bm,
+            bn: self.bn,
+            bk: self.bk,
+            warps_m: self.warps_m,
+            warps_n: self.warps_n,
+        }
+    }
+    fn candidates(&self) -> Vec<GemmTilesKnobs> {
+        let mut list = vec![self.default_knobs()];
+        for (bm, bn, bk, warps_m, warps_n) in [
+            (64, 64, 32, 2, 2),
+            (64, 128, 32, 2, 4),
+            (128, 64, 32, 4, 2),
+            (64, 128, 64, 2, 2),
+            (32, 64, 64, 1, 2),
+            (32, 128, 64, 1, 4),
+        ] {
+            list.push(GemmTilesKnobs {
+                bm,
+                bn,
+                bk,
+                warps_m,
+                warps_n,
+            });
+        }
+        valid_candidates(self, list)
+    }
+    fn with_knobs(&self, knobs: &GemmTilesKnobs) -> Self {
+        GemmTilesContext {
+            bm: knobs.bm,
+            bn: knobs.bn,
+            bk: knobs.bk,
+            warps_m: knobs.warps_m,
+            warps_n: knobs.warps_n,
+            ..self.clone()
+        }
+    }
+}
