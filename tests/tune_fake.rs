@@ -33,10 +33,8 @@ fn every_candidate_is_checked_and_timed_with_its_own_kernel() {
     let runtime: Arc<dyn GpuRuntime> = fake.clone();
     let mut backend =
         GpuBackend::load(runtime, model.clone(), ExecutorConfig::new(N_CTX)).expect("backend");
-    let only = vec![
-        "rmsnorm".to_string(),
-        "matmul_gemv Q4_0 K=896 N=128".to_string(),
-    ];
+    // A prefill-only kernel and a fused decode GEMV (norm, gate and up, silu_mul).
+    let only = vec!["rmsnorm".to_string(), "norm silu_mul".to_string()];
     let options = TuneOptions {
         deadline: Instant::now() + Duration::from_secs(3600),
         only: only.clone(),

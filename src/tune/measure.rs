@@ -1,8 +1,8 @@
 //! Checking and timing the kernel of one problem with whichever kernel table the backend has
 //! installed: the same weights, arena and launch lists the executor runs.
 //!
-//! Check: the problem's first site runs alone on seeded random inputs; its output values are
-//! read back. Block steps may keep per-layer state (the KV cache), so a decode check first runs
+//! Check: the problem's first site runs alone (with the steps fused into it) on seeded random
+//! inputs; the values its launches write are read back. Block steps may keep per-layer state (the KV cache), so a decode check first runs
 //! the step over positions `0..pos0` with seeded inputs: every candidate sees the same history.
 //!
 //! Timing: the problem's kernel launches (only those: the rest of each step is the same for
@@ -15,14 +15,14 @@
 
 use std::sync::Arc;
 
-use super::problems::{weight_bytes, ProblemUse};
+use super::problems::{group, weight_bytes, ProblemUse};
 use crate::backend::gpu::runtime::FunctionHandle;
 use crate::backend::gpu::schedule::{enqueue, Launch};
 use crate::backend::gpu::{
     DeviceBuffer, Event, GpuBackend, GpuError, GpuRuntime, Graph, Section, StepSite,
 };
 use crate::codegen::Phase;
-use crate::graph::ValueId;
+use crate::graph::{Fusions, ValueId};
 use crate::plan::Model;
 use crate::util::rng::Rng;
 
@@ -31,6 +31,11 @@ const TARGET_MS: f64 = 30.0;
 const MIN_REPEATS: usize = 5;
 /// The smallest cache flush, for devices that report no L2 size.
 const MIN_FLUSH_BYTES: usize = 8 << 20;
+/// What outputs hold before a check runs: a NaN with a payload no kernel writes.
+const UNWRITTEN: f32 = f32::from_bits(0x7fc0_a55a);
+
+/// The values a check wrote, with their rows.
+pub type Outputs = Vec<(ValueId, Vec<f32>)>;
 
 /// What a problem is checked and timed on in one phase.
 #[derive(Debug, Clone, PartialEq)]
@@ -81,7 +86,7 @@ pub fn workload(
     let mut pass = Vec::new();
     for &site in sites {
         pass.push(site);
-        if weight_bytes(model, &pass) > 2 * l2_bytes {
+        if weight_bytes(model, &pass, phase) > 2 * l2_bytes {
             break;
         }
     }
@@ -94,7 +99,7 @@ pub fn workload(
         n_tokens,
         pos0,
         check_site,
-        pass_bytes: weight_bytes(model, &pass),
+        pass_bytes: weight_bytes(model, &pass, phase),
         pass,
         calls_per_step: sites.len(),
     })
@@ -105,18 +110,29 @@ fn random_tokens(n: usize, n_vocab: usize, seed: u64) -> Vec<u32> {
     (0..n).map(|_| rng.below(n_vocab as u64) as u32).collect()
 }
 
-fn step_values(model: &Model, site: StepSite) -> Option<(Vec<ValueId>, Vec<ValueId>)> {
-    let steps = match site.section {
-        Section::Prologue => &model.program.prologue,
-        Section::Block => &model.program.block,
-        Section::Epilogue => &model.program.epilogue,
-    };
-    steps
-        .get(site.index)
-        .map(|s| (s.inputs.clone(), s.outputs.clone()))
+/// What the launches at `site` over `n` tokens read and write: the values the group's steps
+/// read before any of them writes them, and every value they write.
+fn group_values(model: &Model, site: StepSite, n: usize) -> (Vec<ValueId>, Vec<ValueId>) {
+    let fusions = Fusions::of(&model.program);
+    let steps = model.program.section(site.section);
+    let (mut inputs, mut outputs) = (Vec::new(), Vec::new());
+    for step in &steps[group(model, &fusions, site, Phase::of(n as u32))] {
+        for v in &step.inputs {
+            if !outputs.contains(v) && !inputs.contains(v) {
+                inputs.push(*v);
+            }
+        }
+        for v in &step.outputs {
+            if !outputs.contains(v) {
+                outputs.push(*v);
+            }
+        }
+    }
+    (inputs, outputs)
 }
 
-/// Runs the step at `site` alone over `n` tokens at `pos0` on inputs drawn from `seed`.
+/// Runs the launches at `site` alone over `n` tokens at `pos0` on inputs drawn from `seed`,
+/// every output first filled with `UNWRITTEN`. Returns the outputs.
 fn run_seeded(
     backend: &mut GpuBackend,
     model: &Model,
@@ -125,11 +141,12 @@ fn run_seeded(
     pos0: usize,
     seed: u64,
 ) -> Result<Vec<ValueId>, GpuError> {
-    let (inputs, outputs) = step_values(model, site).ok_or_else(|| GpuError::Step {
-        step: format!("{site:?}"),
-        op: "none",
-        what: "not in the program".to_string(),
-    })?;
+    let (inputs, outputs) = group_values(model, site, n);
+    // Outputs first: a value computed in place is also an input and gets its input data.
+    for &value in &outputs {
+        let width = backend.arena_layout().widths[value];
+        backend.set_value_rows(value, &vec![UNWRITTEN; n * width])?;
+    }
     let mut rng = Rng::new(seed);
     for value in inputs {
         let width = backend.arena_layout().widths[value];
@@ -141,47 +158,73 @@ fn run_seeded(
     Ok(outputs)
 }
 
-/// The output values of the workload's check site with the installed kernels, one vector per
-/// output of the step. Leaves the I/O block (tokens, position) set for a timing of `w`.
+/// The values the launches of the workload's check site write, with the installed kernels.
+/// A fused kernel leaves the intermediate values of its steps unwritten: those (still all
+/// `UNWRITTEN`) are left out. Leaves the I/O block (tokens, position) set for a timing of `w`.
 pub fn check_outputs(
     backend: &mut GpuBackend,
     model: &Model,
     w: &Workload,
-) -> Result<Vec<Vec<f32>>, GpuError> {
+) -> Result<Outputs, GpuError> {
     let site = w.check_site;
     if w.pos0 > 0 && site.section == Section::Block {
         run_seeded(backend, model, site, w.pos0, 0, 0x68697374)?;
     }
-    let outputs = run_seeded(backend, model, site, w.n_tokens, w.pos0, 0x636865636b)?;
-    outputs
-        .into_iter()
-        .map(|v| backend.value_rows(v, w.n_tokens))
-        .collect()
+    let mut written = Vec::new();
+    for value in run_seeded(backend, model, site, w.n_tokens, w.pos0, 0x636865636b)? {
+        let rows = backend.value_rows(value, w.n_tokens)?;
+        if !rows.iter().all(|v| v.to_bits() == UNWRITTEN.to_bits()) {
+            written.push((value, rows));
+        }
+    }
+    Ok(written)
 }
 
-/// Largest absolute difference relative to the reference's largest magnitude; infinite for a
-/// non-finite value or a shape mismatch.
-pub fn relative_difference(got: &[Vec<f32>], want: &[Vec<f32>]) -> f64 {
-    if got.len() != want.len() || got.iter().zip(want).any(|(g, w)| g.len() != w.len()) {
-        return f64::INFINITY;
-    }
-    let (mut diff, mut scale) = (0f64, 0f64);
-    for (g, w) in got.iter().flatten().zip(want.iter().flatten()) {
-        let d = (*g as f64 - *w as f64).abs();
-        if !d.is_finite() {
-            return f64::INFINITY;
+/// How far a candidate's outputs are from the default's.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Difference {
+    /// Normalized mean squared error: sum of squared differences over sum of squared
+    /// reference values.
+    pub nmse: f64,
+    /// Largest absolute difference over the reference's largest magnitude: catches a few
+    /// wrong rows that an average would hide.
+    pub max_relative: f64,
+}
+
+/// The difference of `got` from `want` over every value `want` has; infinite for a missing
+/// value, a length mismatch or a non-finite number.
+pub fn difference(got: &Outputs, want: &Outputs) -> Difference {
+    let infinite = Difference {
+        nmse: f64::INFINITY,
+        max_relative: f64::INFINITY,
+    };
+    let (mut err, mut norm, mut diff, mut scale) = (0f64, 0f64, 0f64, 0f64);
+    for (value, w) in want {
+        let Some((_, g)) = got.iter().find(|(v, _)| v == value) else {
+            return infinite;
+        };
+        if g.len() != w.len() {
+            return infinite;
         }
-        diff = diff.max(d);
-        scale = scale.max((*w as f64).abs());
-    }
-    if scale == 0.0 {
-        if diff == 0.0 {
-            0.0
-        } else {
-            f64::INFINITY
+        for (&g, &w) in g.iter().zip(w) {
+            let d = (g as f64 - w as f64).abs();
+            if !d.is_finite() {
+                return infinite;
+            }
+            err += d * d;
+            norm += (w as f64) * (w as f64);
+            diff = diff.max(d);
+            scale = scale.max((w as f64).abs());
         }
-    } else {
-        diff / scale
+    }
+    let relative = |num: f64, den: f64| match (num == 0.0, den == 0.0) {
+        (true, _) => 0.0,
+        (false, true) => f64::INFINITY,
+        (false, false) => num / den,
+    };
+    Difference {
+        nmse: relative(err, norm),
+        max_relative: relative(diff, scale),
     }
 }
 
@@ -284,30 +327,51 @@ pub fn time_kernel(
 mod tests {
     use super::*;
 
-    #[test]
-    fn differences_are_relative_to_the_reference_scale() {
-        let want = vec![vec![1.0, -4.0], vec![2.0]];
-        assert_eq!(relative_difference(&want, &want), 0.0);
-        let got = vec![vec![1.0, -4.0], vec![2.004]];
-        assert!((relative_difference(&got, &want) - 0.001).abs() < 1e-6);
+    fn outputs(values: &[&[f32]]) -> Outputs {
+        values
+            .iter()
+            .enumerate()
+            .map(|(i, v)| (i, v.to_vec()))
+            .collect()
     }
 
     #[test]
-    fn non_finite_or_misshapen_outputs_are_infinitely_different() {
-        let want = vec![vec![1.0, 2.0]];
+    fn differences_are_relative_to_the_reference_scale() {
+        let want = outputs(&[&[1.0, -4.0], &[2.0]]);
+        let same = difference(&want, &want);
+        assert_eq!((same.nmse, same.max_relative), (0.0, 0.0));
+        let d = difference(&outputs(&[&[1.0, -4.0], &[2.004]]), &want);
+        assert!((d.max_relative - 0.001).abs() < 1e-6, "{d:?}");
+        assert!((d.nmse - 0.004f64.powi(2) / 21.0).abs() < 1e-9, "{d:?}");
+    }
+
+    #[test]
+    fn one_wrong_row_in_many_shows_in_the_largest_difference() {
+        let mut got: Vec<f32> = (0..10_000).map(|i| (i % 7) as f32 - 3.0).collect();
+        let want = outputs(&[&got]);
+        got[1234] += 3.0;
+        let d = difference(&outputs(&[&got]), &want);
+        assert!(d.nmse < 1e-3 && d.max_relative > 0.5, "{d:?}");
+    }
+
+    #[test]
+    fn non_finite_missing_or_misshapen_outputs_are_infinitely_different() {
+        let want = outputs(&[&[1.0, 2.0]]);
         for got in [
-            vec![vec![1.0, f32::NAN]],
-            vec![vec![1.0, f32::INFINITY]],
-            vec![vec![1.0]],
-            vec![vec![1.0, 2.0], vec![]],
+            outputs(&[&[1.0, f32::NAN]]),
+            outputs(&[&[1.0, f32::INFINITY]]),
+            outputs(&[&[1.0]]),
+            vec![(7, vec![1.0, 2.0])],
         ] {
-            assert_eq!(relative_difference(&got, &want), f64::INFINITY, "{got:?}");
+            let d = difference(&got, &want);
+            assert_eq!(d.nmse, f64::INFINITY, "{got:?}");
         }
-        assert_eq!(
-            relative_difference(&[vec![0.5]], &[vec![0.0]]),
-            f64::INFINITY
-        );
-        assert_eq!(relative_difference(&[vec![0.0]], &[vec![0.0]]), 0.0);
+        let zero = outputs(&[&[0.0]]);
+        assert_eq!(difference(&outputs(&[&[0.5]]), &zero).nmse, f64::INFINITY);
+        assert_eq!(difference(&zero, &zero).nmse, 0.0);
+        // Values the candidate writes beyond the default's are not compared.
+        let more = vec![(0, vec![1.0, 2.0]), (1, vec![9.0])];
+        assert_eq!(difference(&more, &want).nmse, 0.0);
     }
 
     #[test]

@@ -3,7 +3,10 @@
 //! no knowledge of which op a step runs or of its arguments.
 
 use crate::backend::gpu::{Section, StepSite};
+use std::ops::Range;
+
 use crate::codegen::{KernelKind, KernelSet, Phase, StepAt};
+use crate::graph::Fusions;
 use crate::plan::Model;
 
 use super::db::candidate_set_checksum;
@@ -145,24 +148,31 @@ pub fn problem_uses(model: &Model, set: &KernelSet, prefill_tokens: u32) -> Vec<
     uses
 }
 
-/// Bytes of the distinct weight tensors the steps at `sites` read: what one pass over them
-/// streams through the cache.
-pub fn weight_bytes(model: &Model, sites: &[StepSite]) -> u64 {
+/// The steps one launch list at `site` computes in `phase`: the fusion starting there (see
+/// `graph::fuse`; its kernels sit in its first step's list), else the step alone.
+pub fn group(model: &Model, fusions: &Fusions, site: StepSite, phase: Phase) -> Range<usize> {
+    let range = match fusions.at(site.section, site.index, phase == Phase::Decode) {
+        Some(f) => f.first..f.first + f.len,
+        None => site.index..site.index + 1,
+    };
+    let len = model.program.section(site.section).len();
+    range.start.min(len)..range.end.min(len)
+}
+
+/// Bytes of the distinct weight tensors the launches at `sites` in `phase` read: what one pass
+/// over them streams through the cache.
+pub fn weight_bytes(model: &Model, sites: &[StepSite], phase: Phase) -> u64 {
+    let fusions = Fusions::of(&model.program);
     let mut seen = std::collections::HashSet::new();
     let mut total = 0;
-    for site in sites {
-        let steps = match site.section {
-            Section::Prologue => &model.program.prologue,
-            Section::Block => &model.program.block,
-            Section::Epilogue => &model.program.epilogue,
-        };
-        let Some(step) = steps.get(site.index) else {
-            continue;
-        };
-        for role in step.weights.iter().flatten() {
-            if let Some(t) = model.weight(site.layer, role) {
-                if seen.insert(t.name.clone()) {
-                    total += t.n_bytes;
+    for &site in sites {
+        let steps = model.program.section(site.section);
+        for step in &steps[group(model, &fusions, site, phase)] {
+            for role in step.weights.iter().flatten() {
+                if let Some(t) = model.weight(site.layer, role) {
+                    if seen.insert(t.name.clone()) {
+                        total += t.n_bytes;
+                    }
                 }
             }
         }

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use super::measure::{
-    check_outputs, relative_difference, time_kernel, workload, CacheFlush, Geometry, Workload,
+    check_outputs, difference, time_kernel, workload, CacheFlush, Geometry, Outputs, Workload,
 };
 use super::problems::{phase_name, problem_uses, ProblemUse};
 use super::results::{ratio, tolerance, Outcome, ProblemResult, TuneReport};
@@ -307,7 +307,11 @@ impl<'a> Tuner<'a> {
                 Measured::Timed { times, outputs } => (times, outputs),
                 Measured::Rejected(reason) => return Ok(Err(reason)),
             };
-        if reference.iter().flatten().flatten().any(|v| !v.is_finite()) {
+        if reference
+            .iter()
+            .flatten()
+            .any(|(_, rows)| rows.iter().any(|v| !v.is_finite()))
+        {
             return Ok(Err("the default's output is not finite".to_string()));
         }
         let cutoffs: Vec<f64> = default_us.iter().map(|t| t * SLOW_FACTOR).collect();
@@ -354,12 +358,17 @@ impl<'a> Tuner<'a> {
             // The check also sets the I/O block (tokens, position) the timing runs with.
             let out = check_outputs(self.backend, &self.model, w)?;
             if let Some(check) = &check {
-                let diff = relative_difference(&out, &check.reference[phase]);
+                let diff = difference(&out, &check.reference[phase]);
                 let tol = tolerance(kind);
-                if diff > tol {
+                if diff.nmse > tol.nmse || diff.max_relative > tol.max_relative {
                     return Ok(Measured::Rejected(format!(
-                        "{} output differs from the default's by {diff:.2e} (tolerance {tol:.0e})",
-                        phase_name(w.phase)
+                        "{} output differs from the default's: NMSE {:.1e}, largest {:.1e} \
+                         (tolerance {:.0e}, {:.0e})",
+                        phase_name(w.phase),
+                        diff.nmse,
+                        diff.max_relative,
+                        tol.nmse,
+                        tol.max_relative
                     )));
                 }
             }
@@ -384,14 +393,14 @@ impl<'a> Tuner<'a> {
 /// which it is not timed further.
 #[derive(Clone, Copy)]
 struct Check<'r> {
-    reference: &'r [Vec<Vec<f32>>],
+    reference: &'r [Outputs],
     cutoffs: &'r [f64],
 }
 
 enum Measured {
     Timed {
         times: Vec<f64>,
-        outputs: Vec<Vec<Vec<f32>>>,
+        outputs: Vec<Outputs>,
     },
     Rejected(String),
 }
