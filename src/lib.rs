@@ -12,4 +12,5 @@ pub mod plan;
 pub mod sample;
 pub mod synth;
 pub mod tokenizer;
+pub mod tune;
 pub mod util;

@@ -11,6 +11,7 @@ fn main() -> ExitCode {
         Command::Bench(a) => rocmforge::cli::bench::run(a),
         Command::Kernels(a) => rocmforge::cli::kernels::run(a),
         Command::Verify(a) => rocmforge::cli::verify::run(a),
+        Command::Tune(a) => rocmforge::cli::tune::run(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

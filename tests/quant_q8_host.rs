@@ -190,6 +190,7 @@ fn quantizer_kernel(k: usize, warp_size: u32, threads: u32) -> KernelSpec {
         problem: format!("{name} K={k}"),
         knobs_json: "{}".to_string(),
         candidates: 1,
+        candidate_knobs: vec!["{}".to_string()],
         block: (threads, 1, 1),
         shared_bytes: 0,
         grid_rule: GridRule {

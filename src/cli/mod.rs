@@ -5,6 +5,7 @@ pub mod inspect;
 pub mod kernels;
 pub mod run;
 pub mod synth;
+pub mod tune;
 pub mod unknown_arch;
 pub mod verify;
 
@@ -41,4 +42,7 @@ pub enum Command {
     Kernels(kernels::KernelsArgs),
     /// Check a GPU backend against the CPU reference on a model: logits and greedy generations
     Verify(verify::VerifyArgs),
+    /// Time each kernel's candidate knobs on this GPU for a model and store the fastest correct
+    /// ones in the device's tuning database (applied by run, bench and verify)
+    Tune(tune::TuneArgs),
 }

@@ -1,6 +1,7 @@
 //! `rocmforge run`: a prompt, or an interactive chat, streamed as it is generated.
 
-use crate::backend::{open_backend, Backend};
+use crate::backend::gpu::{open_backend_tuned, Tuning};
+use crate::backend::Backend;
 use crate::chat::{ChatMessage, ChatTemplate};
 use crate::generate::{GenOptions, GenStats, Generator};
 use crate::gguf::GgufFile;
@@ -28,6 +29,20 @@ pub struct ModelArgs {
     /// KV-cache size in tokens (default: the model's training context, at most 4096)
     #[arg(long)]
     pub ctx_size: Option<usize>,
+    /// Run a GPU with default kernel knobs, ignoring the device's tuning database
+    #[arg(long)]
+    pub no_tune: bool,
+}
+
+impl ModelArgs {
+    /// Whether a GPU backend applies the tuning database.
+    pub fn tuning(&self) -> Tuning {
+        if self.no_tune {
+            Tuning::Disabled
+        } else {
+            Tuning::Database
+        }
+    }
 }
 
 #[derive(Debug, Args)]
@@ -101,7 +116,7 @@ pub fn load(a: &ModelArgs) -> Result<Loaded, Box<dyn std::error::Error>> {
         return Err("--ctx-size must be at least 1".into());
     }
     progress.set_message(format!("opening {} (kernels, weights, KV cache)", a.device));
-    let backend = open_backend(&a.device, model.clone(), n_ctx)?;
+    let backend = open_backend_tuned(&a.device, model.clone(), n_ctx, a.tuning())?;
     progress.finish_and_clear();
     eprintln!(
         "rocmforge: {} on {}, plan {}, context {n_ctx}",

@@ -4,6 +4,7 @@
 
 use super::run::ModelArgs;
 use crate::backend::cpu::ops::argmax;
+use crate::backend::gpu::open_backend_tuned;
 use crate::backend::{open_backend, Backend};
 use crate::gguf::GgufFile;
 use crate::plan::{bind, Plan};
@@ -36,7 +37,7 @@ pub fn run(a: &VerifyArgs) -> Result<(), Box<dyn std::error::Error>> {
     let plan = Plan::resolve(a.model.arch.as_deref(), &file)?;
     let model = Arc::new(bind(&plan, file)?);
     let n_ctx = a.prompt_tokens + a.gen_tokens + 1;
-    let mut gpu = open_backend(&a.model.device, model.clone(), n_ctx)?;
+    let mut gpu = open_backend_tuned(&a.model.device, model.clone(), n_ctx, a.model.tuning())?;
     let mut cpu = open_backend("cpu", model.clone(), n_ctx)?;
     let n_vocab = model.hparams.n_vocab;
     let mut rng = Rng::new(a.seed);

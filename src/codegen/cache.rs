@@ -294,7 +294,7 @@ fn decode_entry(bytes: &[u8]) -> Result<CompiledKernel, String> {
 
 /// Writes `bytes` to `path` through a temporary file in the same folder and a rename, so that
 /// no reader (another thread or process) ever sees a partial file.
-fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir)?;
     let file_name = path

@@ -135,6 +135,8 @@ pub struct KernelSpec {
     pub knobs_json: String,
     /// How many candidates the problem has (for the tuner).
     pub candidates: usize,
+    /// Each candidate's knobs as JSON, index = candidate: what a tuning result is chosen among.
+    pub candidate_knobs: Vec<String>,
     pub block: (u32, u32, u32),
     pub shared_bytes: u32,
     pub grid_rule: GridRule,
@@ -151,6 +153,7 @@ impl KernelSpec {
         ctx: &C,
         renderer: &Renderer,
     ) -> Result<KernelSpec, CodegenError> {
+        let candidates = ctx.candidates();
         Ok(KernelSpec {
             kind,
             name: ctx.kernel_name(),
@@ -158,7 +161,11 @@ impl KernelSpec {
             context_json: ctx.context_json(),
             problem: ctx.problem(),
             knobs_json: serde_json::to_string(&ctx.knobs()).expect("knobs are plain numbers"),
-            candidates: ctx.candidates().len(),
+            candidates: candidates.len(),
+            candidate_knobs: candidates
+                .iter()
+                .map(|k| serde_json::to_string(k).expect("knobs are plain numbers"))
+                .collect(),
             block: ctx.block(),
             shared_bytes: ctx.shared_bytes(),
             grid_rule: ctx.grid_rule(),

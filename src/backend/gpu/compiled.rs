@@ -74,15 +74,30 @@ pub struct CompiledKernels {
     pub selector: KernelSelector,
 }
 
-/// Render and compile (through the disk cache) every kernel of `model` for `target`.
+/// Render and compile (through the disk cache) every kernel of `model` for `target`, every
+/// problem at its default candidate.
 pub fn compile_kernels(
     target: &Target,
     model: &Model,
     n_ctx: usize,
 ) -> Result<CompiledKernels, GpuError> {
+    compile_kernels_tuned(target, model, n_ctx, &TuningChoice::defaults())
+}
+
+/// As [`compile_kernels`], with the candidates `tuning` picks.
+pub fn compile_kernels_tuned(
+    target: &Target,
+    model: &Model,
+    n_ctx: usize,
+    tuning: &TuningChoice,
+) -> Result<CompiledKernels, GpuError> {
     let renderer = Renderer::from_env().map_err(codegen_error)?;
-    let set = kernels_for_model(model, target, &TuningChoice::defaults(), n_ctx, &renderer)
-        .map_err(codegen_error)?;
+    let set = kernels_for_model(model, target, tuning, n_ctx, &renderer).map_err(codegen_error)?;
+    compile_set(target, set)
+}
+
+/// Compile (through the disk cache) every kernel of `set` for `target`.
+pub fn compile_set(target: &Target, set: KernelSet) -> Result<CompiledKernels, GpuError> {
     let compiler = compiler_for(target).map_err(codegen_error)?;
     let cache = KernelCache::from_env().map_err(codegen_error)?;
     let mut binaries = Vec::with_capacity(set.kernels.len());
@@ -95,7 +110,15 @@ pub fn compile_kernels(
             max_shared_bytes: 0,
         });
     }
-    let selector: KernelSelector = Box::new(move |site, role, n_tokens| {
+    Ok(CompiledKernels {
+        binaries,
+        selector: selector_for(set),
+    })
+}
+
+/// Maps each step, role and token count to its kernel of `set` and launch dimensions.
+pub fn selector_for(set: KernelSet) -> KernelSelector {
+    Box::new(move |site, role, n_tokens| {
         let spec = select(&set, site, role, n_tokens).map_err(|what| GpuError::MissingKernel {
             step: format!("{site:?}"),
             role: role.name(),
@@ -111,8 +134,7 @@ pub fn compile_kernels(
                 shared_bytes: 0,
             },
         ))
-    });
-    Ok(CompiledKernels { binaries, selector })
+    })
 }
 
 /// Render, compile (cached) and load every kernel of `model` for `runtime`'s device.
@@ -121,7 +143,17 @@ pub fn compile_kernel_table(
     model: &Model,
     n_ctx: usize,
 ) -> Result<LoadedKernelTable, GpuError> {
-    let compiled = compile_kernels(&target_of(runtime.info())?, model, n_ctx)?;
+    compile_kernel_table_tuned(runtime, model, n_ctx, &TuningChoice::defaults())
+}
+
+/// As [`compile_kernel_table`], with the candidates `tuning` picks.
+pub fn compile_kernel_table_tuned(
+    runtime: &Arc<dyn GpuRuntime>,
+    model: &Model,
+    n_ctx: usize,
+    tuning: &TuningChoice,
+) -> Result<LoadedKernelTable, GpuError> {
+    let compiled = compile_kernels_tuned(&target_of(runtime.info())?, model, n_ctx, tuning)?;
     LoadedKernelTable::load(runtime, &compiled.binaries, compiled.selector)
 }
 
@@ -133,8 +165,18 @@ impl GpuBackend {
         model: Arc<Model>,
         config: ExecutorConfig,
     ) -> Result<Self, GpuError> {
+        Self::load_tuned(runtime, model, config, &TuningChoice::defaults())
+    }
+
+    /// As [`GpuBackend::load`], with the kernel candidates `tuning` picks.
+    pub fn load_tuned(
+        runtime: Arc<dyn GpuRuntime>,
+        model: Arc<Model>,
+        config: ExecutorConfig,
+        tuning: &TuningChoice,
+    ) -> Result<Self, GpuError> {
         check_memory(runtime.as_ref(), &model, &config)?;
-        let kernels = compile_kernel_table(&runtime, &model, config.n_ctx)?;
+        let kernels = compile_kernel_table_tuned(&runtime, &model, config.n_ctx, tuning)?;
         Self::new(runtime, model, Box::new(kernels), config)
     }
 }

@@ -9,7 +9,9 @@ use crate::backend::cpu::CpuBackend;
 use crate::backend::cuda::CudaRuntime;
 use crate::backend::hip::HipRuntime;
 use crate::backend::{Backend, BackendError};
+use crate::codegen::TuningChoice;
 use crate::plan::Model;
+use crate::tune::tuning_for_device;
 
 /// A parsed `--device` value.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -104,19 +106,55 @@ pub fn select_device(spec: &str) -> Result<SelectedDevice, GpuError> {
 }
 
 /// A backend for `--device`: the CPU engine, or the GPU executor (kernels compiled for the
-/// device, weights uploaded) on the device `spec` selects.
+/// device, weights uploaded) on the device `spec` selects, with default kernel knobs.
 pub fn open_backend(
     spec: &str,
     model: Arc<Model>,
     n_ctx: usize,
 ) -> Result<Box<dyn Backend>, BackendError> {
+    open_backend_tuned(spec, model, n_ctx, Tuning::Off)
+}
+
+/// Whether a GPU backend applies the device's tuning database.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Tuning {
+    /// Default knobs, nothing said.
+    Off,
+    /// Default knobs; one stderr line says tuning was turned off.
+    Disabled,
+    /// The database of the opened device (see `tune::apply`); one stderr line says what was
+    /// applied, or warns why the database was ignored.
+    Database,
+}
+
+/// As [`open_backend`], applying tuning on a GPU as `tuning` says.
+pub fn open_backend_tuned(
+    spec: &str,
+    model: Arc<Model>,
+    n_ctx: usize,
+    tuning: Tuning,
+) -> Result<Box<dyn Backend>, BackendError> {
     match select_device(spec)? {
         SelectedDevice::Cpu => Ok(Box::new(CpuBackend::new(model, n_ctx))),
-        SelectedDevice::Gpu(runtime) => Ok(Box::new(GpuBackend::load(
-            runtime,
-            model,
-            ExecutorConfig::new(n_ctx),
-        )?)),
+        SelectedDevice::Gpu(runtime) => {
+            let choice = match tuning {
+                Tuning::Off => TuningChoice::defaults(),
+                Tuning::Disabled => {
+                    eprintln!("tuning: off (--no-tune)");
+                    TuningChoice::defaults()
+                }
+                Tuning::Database => {
+                    let (choice, line) = tuning_for_device(&runtime, &model, n_ctx)
+                        .map_err(|e| BackendError::Device(e.to_string()))?;
+                    eprintln!("{line}");
+                    choice
+                }
+            };
+            let config = ExecutorConfig::new(n_ctx);
+            Ok(Box::new(GpuBackend::load_tuned(
+                runtime, model, config, &choice,
+            )?))
+        }
     }
 }
 

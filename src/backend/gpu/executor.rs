@@ -160,6 +160,24 @@ impl GpuBackend {
         }
     }
 
+    /// The launches of one step alone over `n_tokens` tokens, every value at row 0, as
+    /// `run_single_step` runs them (the tuner times the kernels of these lists).
+    pub fn step_launches(&self, site: StepSite, n_tokens: usize) -> Result<Vec<Launch>, GpuError> {
+        self.scheduler().single_step(site, n_tokens)
+    }
+
+    /// Swap in another kernel table built for the same model, device and context size (the
+    /// tuner times candidates this way). Waits for queued work and drops the captured decode
+    /// graph, which refers to the old table's functions; returns the old table.
+    pub fn replace_kernels(
+        &mut self,
+        kernels: Box<dyn KernelTable>,
+    ) -> Result<Box<dyn KernelTable>, GpuError> {
+        self.runtime.synchronize()?;
+        self.decode_graph = None;
+        Ok(std::mem::replace(&mut self.kernels, kernels))
+    }
+
     /// The launch list for a request, as the executor would run it.
     pub fn schedule(&self, request: ScheduleRequest) -> Result<Vec<Launch>, GpuError> {
         self.scheduler().build(request)

@@ -60,6 +60,11 @@ impl LoadedKernelTable {
             _modules: modules,
         })
     }
+
+    /// The loaded function of an entry point, if the table has it.
+    pub fn function(&self, entry: &str) -> Option<FunctionHandle> {
+        self.functions.get(entry).copied()
+    }
 }
 
 impl KernelTable for LoadedKernelTable {

@@ -2,7 +2,8 @@
 //!
 //! ```text
 //! select_device("auto" | "cuda[:N]" | "hip[:N]" | "cpu")  -> SelectedDevice::Gpu(Arc<dyn GpuRuntime>)
-//! GpuBackend::load(runtime, model, ExecutorConfig::new(n_ctx))
+//! GpuBackend::load(runtime, model, ExecutorConfig::new(n_ctx))   (load_tuned: with a TuningChoice;
+//!                                           open_backend_tuned takes it from the tuning database)
 //!     check_memory            weights + KV cache + arena vs free memory, before anything else
 //!     compiled::compile_kernel_table   kernel set (codegen) -> NVRTC/HIPRTC through the cache
 //!                                      -> LoadedKernelTable (modules + per-step selection)
@@ -25,7 +26,9 @@ pub mod memory;
 pub mod runtime;
 pub mod schedule;
 
-pub use device::{open_backend, select_device, DeviceSpec, SelectedDevice};
+pub use device::{
+    open_backend, open_backend_tuned, select_device, DeviceSpec, SelectedDevice, Tuning,
+};
 pub use error::GpuError;
 pub use executor::{check_memory, memory_budget, ExecutorConfig, GpuBackend};
 pub use kernels::{KernelLaunch, KernelRole, KernelTable, Section, StepSite};
