@@ -15,6 +15,7 @@ use rocmforge::codegen::quant::{gpu_formats, weight_layout};
 use rocmforge::codegen::shape::{fitting_format, ModelShape, ShapeHparams, StepShape};
 use rocmforge::codegen::{kernels_for_shape, CodegenError, Renderer, TuningChoice};
 use rocmforge::gguf::GgmlType;
+use rocmforge::graph::FusionKind;
 
 /// (name, n_embd, n_head, n_kv_head, head_dim, n_ff, n_vocab)
 const SHAPES: &[(&str, usize, usize, usize, usize, usize, usize)] = &[
@@ -124,12 +125,18 @@ fn kernel_set_has_one_kernel_per_distinct_matmul_problem() {
             })
             .collect();
         let count = |kind| set.kernels.iter().filter(|k| k.kind == kind).count();
-        assert_eq!(
-            count(KernelKind::MatmulGemv),
-            problems.len(),
-            "{}",
-            shape_name
-        );
+        // Decode runs one GEMV per fusion (graph::fuse), the same in every layer: the block's
+        // q/k/v, output + residual, gate/up + silu_mul and down + residual, and the epilogue's
+        // norm + LM head; no matmul of the decoder shape is left unfused.
+        let fused_gemvs = shape
+            .fusions
+            .block
+            .iter()
+            .chain(&shape.fusions.epilogue)
+            .filter(|f| matches!(f.kind, FusionKind::Gemv(_)))
+            .count();
+        assert_eq!(fused_gemvs, 5, "{shape_name}");
+        assert_eq!(count(KernelKind::MatmulGemv), fused_gemvs, "{}", shape_name);
         assert_eq!(
             count(KernelKind::MatmulGemm),
             problems.len(),
@@ -159,21 +166,26 @@ fn steps_launch_gemv_for_decode_and_gemm_for_prefill() {
         &renderer,
     )
     .unwrap();
-    let q = shape.layers[0].iter().position(|s| s.name == "q").unwrap();
-    let at = StepAt::Block { layer: 0, step: q };
-    let decode = set.for_step(at, 1).unwrap();
-    let prefill = set.for_step(at, DECODE_MAX_TOKENS + 1).unwrap();
-    assert_eq!(
-        decode.iter().map(|k| k.kind).collect::<Vec<_>>(),
-        [KernelKind::MatmulGemv]
-    );
-    assert_eq!(
-        prefill.iter().map(|k| k.kind).collect::<Vec<_>>(),
-        [KernelKind::MatmulGemm]
-    );
+    let kinds_at = |name: &str, n: u32| {
+        let step = shape.layers[0].iter().position(|s| s.name == name).unwrap();
+        set.for_step(StepAt::Block { layer: 0, step }, n)
+            .unwrap()
+            .iter()
+            .map(|k| k.kind)
+            .collect::<Vec<_>>()
+    };
+    // Decode: attn_norm starts the fused norm + q/k/v GEMV, q launches nothing of its own.
+    // Prefill: each step its own kernel, the matmuls on the GEMM.
+    assert_eq!(kinds_at("attn_norm", 1), [KernelKind::MatmulGemv]);
+    assert_eq!(kinds_at("q", 1), []);
+    let prefill = DECODE_MAX_TOKENS + 1;
+    assert_eq!(kinds_at("attn_norm", prefill), [KernelKind::RmsNorm]);
+    assert_eq!(kinds_at("q", prefill), [KernelKind::MatmulGemm]);
+    // Rope, rope and attention are one fusion in both phases, launched at rope_q.
+    assert_eq!(kinds_at("attention", 1), []);
     let attn = shape.layers[0]
         .iter()
-        .position(|s| s.name == "attention")
+        .position(|s| s.name == "rope_q")
         .unwrap();
     let kinds = |n| {
         set.for_step(
@@ -191,11 +203,11 @@ fn steps_launch_gemv_for_decode_and_gemm_for_prefill() {
     // Decode attention splits the keys over 16 blocks (the default); prefill does not.
     assert_eq!(
         kinds(1),
-        [(KernelKind::KvStore, 1), (KernelKind::Attention, 16)]
+        [(KernelKind::RopeStore, 1), (KernelKind::Attention, 16)]
     );
     assert_eq!(
         kinds(64),
-        [(KernelKind::KvStore, 1), (KernelKind::Attention, 1)]
+        [(KernelKind::RopeStore, 1), (KernelKind::Attention, 1)]
     );
     assert!(set
         .for_step(StepAt::Block { layer: 1, step: 0 }, 1)
@@ -427,18 +439,19 @@ fn listing_counts_the_launches_of_each_kernel() {
     .unwrap();
     let rows = rocmforge::codegen::listing::kernel_rows(&set, None);
     assert_eq!(rows.len(), set.kernels.len());
-    // attn_norm and ffn_norm in every layer plus output_norm, in both phases.
+    // attn_norm and ffn_norm in every layer plus output_norm, in prefill only (decode fuses
+    // them into the GEMV after them).
     let norm = rows
         .iter()
         .find(|r| r.problem == "rmsnorm width=576 rows/token=1")
         .unwrap();
-    assert_eq!(norm.uses, (2 * layers + 1) * 2);
-    // The q projection's GEMV runs once per layer, in decode only.
-    let q = rows
+    assert_eq!(norm.uses, 2 * layers + 1);
+    // The fused norm + q/k/v GEMV runs once per layer, in decode only.
+    let qkv = rows
         .iter()
-        .find(|r| r.problem == "matmul_gemv Q8_0 K=576 N=576")
+        .find(|r| r.problem == "matmul_gemv K=576 [Q8_0 N=576, Q8_0 N=192, Q8_0 N=192] norm")
         .unwrap();
-    assert_eq!(q.uses, 2 * layers, "q and attn_output share K=N=576");
+    assert_eq!(qkv.uses, layers);
     assert_eq!(
         rows.iter()
             .find(|r| r.problem.starts_with("argmax"))
