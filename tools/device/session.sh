@@ -9,7 +9,9 @@
 #           llama-bench side by side on this card.
 #   phase3 (carry .devcarry/smol.part2): join SmolLM2, verify it, bench it, time to first token.
 #   all (carry .devbin, .devcarry/llamacpp-src.tar.xz): phase1 and phase2 in one call (no
-#           SmolLM2), plus a per-kernel profile (ncu) of one decode-bound and one small model.
+#           SmolLM2).
+#   tune (right after all, machine still warm): rocmforge tune on qwen2.5-0.5b and llama3-8b
+#           Q4_0, each followed by a bench that applies the database it wrote.
 # Everything persists under /tmp/rf while the machine stays warm; results land in $OUT.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
@@ -18,6 +20,7 @@ OUT=${OUT:-$W/out}
 mkdir -p "$W/models" "$W/logs" "$OUT"
 export LD_LIBRARY_PATH=/usr/local/cuda/lib64${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
 export ROCMFORGE_CUDA_INCLUDE=/usr/local/cuda/include ROCMFORGE_CACHE_DIR=$W/kcache RUST_BACKTRACE=1
+export ROCMFORGE_BIN=$W/bin/rocmforge
 mkdir -p "$W/bin" && cp .devbin/* "$W/bin/" 2>/dev/null && chmod +x "$W"/bin/*
 RF=$W/bin/rocmforge
 S=$W/logs/summary.md
@@ -53,6 +56,17 @@ bench() { # model: rocmforge and llama-bench on the same card, one row of the ta
     python3 tools/device/compare.py "$m" "$W/logs/rf-$m.json" "$W/logs/lc-$m.json" >> "$S"
 }
 
+tune() { # model budget: rocmforge tune, then rocmforge bench with the database it wrote
+    local m=$1 budget=$2
+    log "tune $m (budget $budget s)"
+    echo -e "\n### rocmforge tune $m (--budget-seconds $budget)" >> "$S"
+    /usr/bin/time -f "tune wall time %e s" timeout $((budget + 90)) $RF tune --gguf "$M/$m.gguf" --device cuda \
+        --budget-seconds "$budget" > "$W/logs/tune-$m.txt" 2> "$W/logs/tune-$m.err"
+    cat "$W/logs/tune-$m.txt" >> "$S"; tail -3 "$W/logs/tune-$m.err" >> "$S"
+    timeout 200 $RF bench --gguf "$M/$m.gguf" --device cuda -p 512 -n 128 -r 5 > "$W/logs/rf-tuned-$m.txt" 2>&1
+    echo '```' >> "$S"; grep -E "tuning|pp512|tg128" "$W/logs/rf-tuned-$m.txt" >> "$S"; echo '```' >> "$S"
+}
+
 start_llama_build() {
     log "llama.cpp CUDA build starts"
     mkdir -p "$W/llama" && tar xJf .devcarry/llamacpp-src.tar.xz -C "$W/llama"
@@ -80,17 +94,22 @@ all)
     setsid nohup bash -c "for t in Q4_0 Q4_K_M Q8_0; do [ -f $M/l8b-\$t.gguf ] || $RF synth --preset llama3-8b --type \$t --out $M/l8b-\$t.gguf; done; echo SYNTH_DONE" \
         > "$W/logs/synth8b.log" 2>&1 < /dev/null &
     log "GPU test binaries"
-    OUT=$W/gpucheck timeout 200 tools/device/gpu-check.sh "$W/bin" gpu_runtime gpu_ops gpu_model > "$W/logs/gpu-check.log" 2>&1
+    OUT=$W/gpucheck timeout 240 tools/device/gpu-check.sh "$W/bin" gpu_runtime gpu_ops gpu_model gpu_tune > "$W/logs/gpu-check.log" 2>&1
     echo "## GPU tests" >> "$S"; cat "$W/gpucheck/summary.txt" >> "$S" 2>/dev/null
     echo -e "\n## verify: GPU vs CPU reference\n| model | result | logits | greedy |\n|---|---|---|---|" >> "$S"
     for m in qwen05-Q8_0 qwen05-Q4_0 qwen05-Q4_K_M qwen3-Q8_0; do verify "$m"; done
     for t in Q8_0 Q4_0 Q4_K_M; do verify "l8b4-$t" --gen-tokens 64; done
-    profile qwen05-Q4_0
     for _ in $(seq 150); do grep -q BUILD_EXIT "$W/logs/llama-build.log" && grep -q SYNTH_DONE "$W/logs/synth8b.log" && break; sleep 2; done
     echo -e "\n## bench (tok/s, median of 5; rocmforge / llama.cpp on this card)\n| model | rocmforge pp512 | llama.cpp pp512 | ratio | rocmforge tg128 | llama.cpp tg128 | ratio | roofline share |\n|---|---|---|---|---|---|---|---|" >> "$S"
     for m in qwen05-Q8_0 qwen05-Q4_0 qwen05-Q4_K_M l8b-Q4_0 l8b-Q4_K_M l8b-Q8_0; do bench "$m"; done
     profile l8b-Q4_0
     log "all done"
+    ;;
+tune)
+    echo -e "\n## tune (then bench with the database applied)" >> "$S"
+    tune qwen05-Q4_0 100
+    tune l8b-Q4_0 120
+    log "tune done"
     ;;
 phase1)
     nvidia-smi > "$W/logs/nvidia-smi.txt" 2>&1
@@ -138,7 +157,7 @@ phase3)
     done
     log "phase3 done"
     ;;
-*) echo "usage: $0 phase1|phase2|phase3"; exit 2 ;;
+*) echo "usage: $0 all|tune|phase1|phase2|phase3"; exit 2 ;;
 esac
 cp "$S" "$OUT/summary.md" 2>/dev/null
 tar czf "$OUT/logs.tgz" -C "$W" logs gpucheck 2>/dev/null
