@@ -10,6 +10,7 @@
 #   phase3 (carry .devcarry/smol.part2): join SmolLM2, verify it, bench it, time to first token.
 #   all (carry .devbin, .devcarry/llamacpp-src.tar.xz): phase1 and phase2 in one call (no
 #           SmolLM2).
+#   check (carry .devbin): GPU tests, verify and rocmforge's bench on two models; no peer.
 #   tune (right after all, machine still warm): rocmforge tune on qwen2.5-0.5b and llama3-8b
 #           Q4_0, each followed by a bench that applies the database it wrote.
 # Everything persists under /tmp/rf while the machine stays warm; results land in $OUT.
@@ -111,6 +112,23 @@ tune)
     tune l8b-Q4_0 120
     log "tune done"
     ;;
+check)
+    # A short call: the GPU tests and verify on the current defaults, and rocmforge's own bench
+    # (no llama.cpp build: for ratios use `all`, which runs the peer in the same call).
+    nvidia-smi > "$W/logs/nvidia-smi.txt" 2>&1
+    synth qwen05-Q4_0 qwen2.5-0.5b Q4_0; synth l8b4-Q4_K_M llama3-8b Q4_K_M --layers 4; synth l8b-Q4_0 llama3-8b Q4_0
+    log "GPU test binaries"
+    OUT=$W/gpucheck timeout 150 tools/device/gpu-check.sh "$W/bin" gpu_ops gpu_model > "$W/logs/gpu-check.log" 2>&1
+    echo "## GPU tests" >> "$S"; cat "$W/gpucheck/summary.txt" >> "$S" 2>/dev/null
+    echo -e "\n## verify: GPU vs CPU reference\n| model | result | logits | greedy |\n|---|---|---|---|" >> "$S"
+    verify qwen05-Q4_0; verify l8b4-Q4_K_M --gen-tokens 64
+    for m in qwen05-Q4_0 l8b-Q4_0; do
+        log "bench $m"
+        timeout 120 $RF bench --gguf "$M/$m.gguf" --device cuda -p 512 -n 128 -r 5 > "$W/logs/rf-$m.txt" 2>&1
+        echo '```' >> "$S"; grep -E "tuning|pp512|tg128|roofline" "$W/logs/rf-$m.txt" >> "$S"; echo '```' >> "$S"
+    done
+    log "check done"
+    ;;
 phase1)
     nvidia-smi > "$W/logs/nvidia-smi.txt" 2>&1
     log "llama.cpp CUDA build starts"
@@ -157,7 +175,7 @@ phase3)
     done
     log "phase3 done"
     ;;
-*) echo "usage: $0 all|tune|phase1|phase2|phase3"; exit 2 ;;
+*) echo "usage: $0 all|tune|check|phase1|phase2|phase3"; exit 2 ;;
 esac
 cp "$S" "$OUT/summary.md" 2>/dev/null
 tar czf "$OUT/logs.tgz" -C "$W" logs gpucheck 2>/dev/null

@@ -21,9 +21,8 @@ pub const GEMV_MAX_TOKENS: u32 = 8;
 pub const GEMV_MAX_ROWS_PER_WARP: u32 = 8;
 /// Most weight matrices one GEMV reads (q, k and v).
 pub const GEMV_MAX_SEGMENTS: usize = 3;
-/// Blocks the default knobs aim for at least: enough to keep every compute unit of a large GPU
-/// busy (132 SMs on an H100/H200, 104-110 CUs on an MI200) with two blocks each.
-const GEMV_TARGET_BLOCKS: usize = 256;
+/// Output rows from which the default GEMV gives each warp two rows (LM heads).
+const GEMV_WIDE_ROWS: usize = 65536;
 
 /// What the GEMV does with its rows (see `templates/matmul_gemv.hip.tera`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -136,16 +135,19 @@ impl GemvContext {
         }
     }
 
-    /// Four warps per block; as many rows per warp (4, 2 or 1) as still leaves enough blocks to
-    /// fill the GPU: small models have few rows, and a few long-running blocks would leave most
-    /// compute units idle. Int8 x wherever the formats have an int8 dot and the staged x fits in
-    /// shared memory: integer dot products take a fraction of the instructions per weight.
+    /// Eight warps per block, one row per warp: `rocmforge tune` on an H200 chose this for every
+    /// GEMV of qwen2.5-0.5b and llama3-8b Q4_0 but the LM heads (1.2-1.9x over four warps of
+    /// four rows: many short warps keep more loads in flight than a few long ones). Only for the
+    /// very wide LM heads (64K+ rows) two rows per warp, which tuning also preferred there. Int8
+    /// x wherever the formats have an int8 dot and the staged x fits in shared memory: integer
+    /// dot products take a fraction of the instructions per weight.
     fn default_knobs(&self) -> GemvKnobs {
-        let rows_per_block = 4;
-        let rows_per_warp = [4, 2, 1]
-            .into_iter()
-            .find(|&r| self.blocks(rows_per_block * r) >= GEMV_TARGET_BLOCKS)
-            .unwrap_or(1) as u32;
+        let rows_per_block = 8;
+        let rows_per_warp = if self.blocks(1) >= GEMV_WIDE_ROWS {
+            2
+        } else {
+            1
+        };
         let knobs = GemvKnobs {
             rows_per_block: rows_per_block as u32,
             rows_per_warp,
