@@ -67,15 +67,16 @@ impl GemmTilesContext {
     }
 
     /// What `rocmforge tune` chose on an H200 (qwen2.5-0.5b and llama3-8b Q4_0, pp512): 64 x 64
-    /// tiles of 2 x 2 warps stepping K by 32 (1.1-1.3x over BK 64 and over 128 x 128 tiles),
-    /// except for the widest weights (the 14336-row FFN of the 8B), where 128 x 128 tiles of
-    /// 4 x 2 warps stepping K by 64 won (1.27x): enough blocks remain there to fill the GPU.
+    /// tiles of 2 x 2 warps stepping K by 64 (by 32 where K is not a multiple of 64), 1.1-1.3x
+    /// over 128 x 128 tiles; for the widest weights (the 14336-row FFN of the 8B) 128 x 128
+    /// tiles of 4 x 2 warps stepping K by 64 (1.27x): enough blocks remain there to fill the GPU.
     fn default_knobs(&self) -> GemmTilesKnobs {
-        if self.n >= 8192 && self.k.is_multiple_of(64) {
+        let bk = if self.k.is_multiple_of(64) { 64 } else { 32 };
+        if self.n >= 8192 && bk == 64 {
             return GemmTilesKnobs {
                 bm: 128,
                 bn: 128,
-                bk: 64,
+                bk,
                 warps_m: 4,
                 warps_n: 2,
             };
@@ -83,7 +84,7 @@ impl GemmTilesContext {
         GemmTilesKnobs {
             bm: 64,
             bn: 64,
-            bk: 32,
+            bk,
             warps_m: 2,
             warps_n: 2,
         }
