@@ -36,6 +36,20 @@ pub struct ThreadsKnob {
     pub threads: u32,
 }
 
+/// The valid ones of `threads` (the first is the default) as candidates.
+fn thread_candidates<C: Tunable<Knobs = ThreadsKnob>>(
+    ctx: &C,
+    threads: &[u32],
+) -> Vec<ThreadsKnob> {
+    valid_candidates(
+        ctx,
+        threads
+            .iter()
+            .map(|&threads| ThreadsKnob { threads })
+            .collect(),
+    )
+}
+
 impl RopeContext {
     pub fn new(
         target: &Target,
@@ -113,13 +127,7 @@ impl Tunable for RopeContext {
         }
     }
     fn candidates(&self) -> Vec<ThreadsKnob> {
-        valid_candidates(
-            self,
-            [128, 64, 256]
-                .into_iter()
-                .map(|threads| ThreadsKnob { threads })
-                .collect(),
-        )
+        thread_candidates(self, &[128, 64, 256])
     }
     fn with_knobs(&self, knobs: &ThreadsKnob) -> Self {
         RopeContext {
@@ -197,13 +205,7 @@ impl Tunable for KvStoreContext {
         }
     }
     fn candidates(&self) -> Vec<ThreadsKnob> {
-        valid_candidates(
-            self,
-            [256, 128, 512]
-                .into_iter()
-                .map(|threads| ThreadsKnob { threads })
-                .collect(),
-        )
+        thread_candidates(self, &[256, 128, 512])
     }
     fn with_knobs(&self, knobs: &ThreadsKnob) -> Self {
         KvStoreContext {
@@ -310,13 +312,7 @@ impl Tunable for RopeStoreContext {
         }
     }
     fn candidates(&self) -> Vec<ThreadsKnob> {
-        valid_candidates(
-            self,
-            [256, 128, 512]
-                .into_iter()
-                .map(|threads| ThreadsKnob { threads })
-                .collect(),
-        )
+        thread_candidates(self, &[256, 128, 512])
     }
     fn with_knobs(&self, knobs: &ThreadsKnob) -> Self {
         RopeStoreContext {
