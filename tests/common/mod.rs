@@ -23,9 +23,31 @@ pub fn smollm2() -> Option<PathBuf> {
     }
 }
 
-/// A fresh scratch directory for one test.
+/// A fresh scratch directory for one test. Directories of the same name left by earlier test
+/// processes that have exited are removed first: some tests write models of hundreds of MB,
+/// and repeated runs would otherwise fill the disk.
 pub fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("rocmforge-test-{name}-{}", std::process::id()));
+    let prefix = format!("rocmforge-test-{name}-");
+    let tmp = std::env::temp_dir();
+    // Whether a process is alive is read from /proc; without it nothing is removed.
+    let can_tell = std::path::Path::new("/proc/self").exists();
+    if let Some(entries) = std::fs::read_dir(&tmp).ok().filter(|_| can_tell) {
+        for entry in entries.flatten() {
+            let file_name = entry.file_name();
+            let Some(pid) = file_name
+                .to_str()
+                .and_then(|n| n.strip_prefix(&prefix))
+                .and_then(|p| p.parse::<u32>().ok())
+            else {
+                continue;
+            };
+            let alive = std::path::Path::new("/proc").join(pid.to_string()).exists();
+            if pid != std::process::id() && !alive {
+                let _ = std::fs::remove_dir_all(entry.path());
+            }
+        }
+    }
+    let dir = tmp.join(format!("{prefix}{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("temp dir");
     dir
 }
