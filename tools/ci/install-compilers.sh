@@ -16,7 +16,7 @@ if [ "$(id -u)" -ne 0 ]; then sudo="sudo"; fi
 
 missing=()
 for package in "${apt_packages[@]}"; do
-    if ! dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed"; then
+    if ! dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep "install ok installed" > /dev/null; then
         missing+=("$package")
     fi
 done
@@ -35,11 +35,14 @@ python3 -m pip install --quiet --disable-pip-version-check "nvidia-cuda-nvrtc==1
 . "$here/env.sh"
 
 fail=0
-if ! ldconfig -p | grep -q -E 'libhiprtc\.so|libamdhip64\.so'; then
+# grep reads all of ldconfig's output (no -q): stopping at the first match would kill
+# ldconfig with SIGPIPE, and pipefail would then report the library as missing.
+if ! ldconfig -p | grep -E 'libhiprtc\.so|libamdhip64\.so' > /dev/null; then
     echo "error: no libhiprtc / libamdhip64 on the loader's path" >&2
     fail=1
 fi
-for file in "${ROCMFORGE_NVRTC_LIB:-/missing}" "${ROCMFORGE_CUDA_INCLUDE:-/missing}/cuda_fp16.h"; do
+for file in "${ROCMFORGE_NVRTC_LIB:-/missing}" "${ROCMFORGE_CUDA_INCLUDE:-/missing}/cuda_fp16.h" \
+    "${ROCMFORGE_CUDA_INCLUDE:-/missing}/crt/mma.h"; do
     if [ ! -f "$file" ]; then
         echo "error: $file is missing" >&2
         fail=1
