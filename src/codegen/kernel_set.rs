@@ -357,26 +357,19 @@ impl Builder<'_> {
         steps: &[ShapedStep],
         fusions: &[Fusion],
     ) -> Result<Vec<StepKernels>, CodegenError> {
-        let in_rope_attention = |i: usize| {
-            fusions
-                .iter()
-                .any(|f| f.contains(i) && matches!(f.kind, FusionKind::RopeAttention { .. }))
-        };
-        let in_gemv = |i: usize| {
-            fusions
-                .iter()
-                .any(|f| f.contains(i) && matches!(f.kind, FusionKind::Gemv(_)))
-        };
         let mut out = Vec::with_capacity(steps.len());
         for (i, step) in steps.iter().enumerate() {
-            out.push(if in_rope_attention(i) {
-                StepKernels {
+            // Steps of a rope + attention fusion get their kernels below, in both phases; steps
+            // of a GEMV fusion only their prefill kernels here.
+            let kind = fusions.iter().find(|f| f.contains(i)).map(|f| &f.kind);
+            out.push(match kind {
+                Some(FusionKind::RopeAttention { .. }) => StepKernels {
                     step: step.name.clone(),
                     decode: Vec::new(),
                     prefill: Vec::new(),
-                }
-            } else {
-                self.step(step, !in_gemv(i))?
+                },
+                Some(FusionKind::Gemv(_)) => self.step(step, false)?,
+                None => self.step(step, true)?,
             });
         }
         for fusion in fusions {

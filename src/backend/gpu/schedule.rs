@@ -10,7 +10,9 @@ use super::layout::{ArenaLayout, WeightLayout, IO_ARGMAX, IO_POS0, IO_TOKENS};
 use super::runtime::{DevicePtr, FunctionHandle, GpuRuntime, LaunchDims, RuntimeError};
 use crate::codegen::quant::weight_layout;
 use crate::codegen::Phase;
-use crate::graph::{Fusion, FusionKind, Fusions, GemvEpilogue, GemvFusion, Op, Step, ValueId};
+use crate::graph::{
+    Fusion, FusionKind, Fusions, GemvEpilogue, GemvFusion, GemvSegment, Op, Step, ValueId,
+};
 use crate::plan::Model;
 
 /// One kernel parameter.
@@ -323,10 +325,7 @@ impl Scheduler<'_> {
                 attention,
             } => {
                 let (rq, rk, att) = (&steps[*rope_q], &steps[*rope_k], &steps[*attention]);
-                let layer = site
-                    .layer
-                    .ok_or_else(|| Self::step_error(att, "attention outside the layer block"))?;
-                let (k_cache, v_cache) = self.kv_cache(layer);
+                let (k_cache, v_cache) = self.kv_cache(site, att)?;
                 let store = self.kernels.kernel(site, KernelRole::RopeStore, n)?;
                 out.push(Launch::Kernel {
                     label: format!("{} rope_store", att.name),
@@ -424,11 +423,18 @@ impl Scheduler<'_> {
         Ok(args)
     }
 
-    /// Base addresses of the K and V caches of `layer`.
-    fn kv_cache(&self, layer: usize) -> (DevicePtr, DevicePtr) {
+    /// Base addresses of the K and V caches of the layer of `site`, where `attention` runs.
+    fn kv_cache(
+        &self,
+        site: StepSite,
+        attention: &Step,
+    ) -> Result<(DevicePtr, DevicePtr), GpuError> {
+        let layer = site
+            .layer
+            .ok_or_else(|| Self::step_error(attention, "attention outside the layer block"))?;
         let side = self.addresses.kv_side_bytes as u64;
         let k_cache = self.addresses.kv_cache + 2 * layer as u64 * side;
-        (k_cache, k_cache + side)
+        Ok((k_cache, k_cache + side))
     }
 
     fn step(
@@ -487,26 +493,24 @@ impl Scheduler<'_> {
                 if output_id(0)? == input_id(0)? {
                     return Err(Self::step_error(step, "output overwrites its own input"));
                 }
-                let (w, _) = self.required_weight(step, site.layer, 0)?;
-                let bias = self.weight(step, site.layer, 1)?.map_or(0, |(b, _)| b);
                 if Phase::of(n as u32) == Phase::Decode {
-                    // The decode GEMV with one weight, no norm, rows stored.
-                    vec![
-                        Ptr(w),
-                        Ptr(0),
-                        Ptr(0),
-                        Ptr(bias),
-                        Ptr(0),
-                        Ptr(0),
-                        Ptr(input(0)?),
-                        Ptr(0),
-                        Ptr(0),
-                        Ptr(output(0)?),
-                        Ptr(0),
-                        Ptr(0),
-                        n_i32,
-                    ]
+                    // The decode GEMV with this one weight, no norm, its rows stored.
+                    let plain = GemvFusion {
+                        norm: None,
+                        input: input_id(0)?,
+                        segments: vec![GemvSegment {
+                            matmul: site.index,
+                            first_row: 0,
+                            rows: width(output_id(0)?),
+                            output: output_id(0)?,
+                        }],
+                        epilogue: GemvEpilogue::Store,
+                    };
+                    let steps = self.model.program.section(site.section);
+                    self.gemv_args(site, steps, &plain, rows)?
                 } else {
+                    let (w, _) = self.required_weight(step, site.layer, 0)?;
+                    let bias = self.weight(step, site.layer, 1)?.map_or(0, |(b, _)| b);
                     vec![Ptr(w), Ptr(input(0)?), Ptr(output(0)?), Ptr(bias), n_i32]
                 }
             }
@@ -545,10 +549,7 @@ impl Scheduler<'_> {
                 vec![Ptr(dst), pos0, n_i32]
             }
             Op::Attention => {
-                let layer = site
-                    .layer
-                    .ok_or_else(|| Self::step_error(step, "attention outside the layer block"))?;
-                let (k_cache, v_cache) = self.kv_cache(layer);
+                let (k_cache, v_cache) = self.kv_cache(site, step)?;
                 let store = self.kernels.kernel(site, KernelRole::KvStore, n)?;
                 out.push(Launch::Kernel {
                     label: format!("{} kv_store", step.name),

@@ -135,12 +135,14 @@ impl GemvContext {
         }
     }
 
-    /// Eight warps per block, one row per warp: `rocmforge tune` on an H200 chose this for every
-    /// GEMV of qwen2.5-0.5b and llama3-8b Q4_0 but the LM heads (1.2-1.9x over four warps of
-    /// four rows: many short warps keep more loads in flight than a few long ones). Only for the
-    /// very wide LM heads (64K+ rows) two rows per warp, which tuning also preferred there. Int8
+    /// Eight warps per block, one row per warp: `rocmforge tune` on an H200 chose this for 7 of
+    /// the 8 non-LM-head GEMVs of qwen2.5-0.5b and llama3-8b Q4_0 (1.08-1.94x over the previous
+    /// default of four warps of one to four rows: many short warps keep more loads in flight);
+    /// qwen's K=4864 down projection preferred split-K 4 (1.57x), left to tuning. For the very
+    /// wide LM heads (64K+ rows) two rows per warp, which tuning also preferred there. Int8
     /// x wherever the formats have an int8 dot and the staged x fits in shared memory: integer
-    /// dot products take a fraction of the instructions per weight.
+    /// dot products take a fraction of the instructions per weight (two of the tuned winners,
+    /// qwen's output and down projections, used f32 x).
     fn default_knobs(&self) -> GemvKnobs {
         let rows_per_block = 8;
         let rows_per_warp = if self.blocks(1) >= GEMV_WIDE_ROWS {

@@ -36,18 +36,35 @@ pub struct ThreadsKnob {
     pub threads: u32,
 }
 
-/// The valid ones of `threads` (the first is the default) as candidates.
-fn thread_candidates<C: Tunable<Knobs = ThreadsKnob>>(
-    ctx: &C,
-    threads: &[u32],
-) -> Vec<ThreadsKnob> {
-    valid_candidates(
-        ctx,
-        threads
-            .iter()
-            .map(|&threads| ThreadsKnob { threads })
-            .collect(),
-    )
+/// `Tunable` for a context whose only knob is its `threads` field, candidates the valid ones of
+/// `counts` (the first is the default).
+macro_rules! threads_tunable {
+    ($ctx:ident, $counts:expr) => {
+        impl Tunable for $ctx {
+            type Knobs = ThreadsKnob;
+            fn knobs(&self) -> ThreadsKnob {
+                ThreadsKnob {
+                    threads: self.threads,
+                }
+            }
+            fn candidates(&self) -> Vec<ThreadsKnob> {
+                let counts: &[u32] = &$counts;
+                valid_candidates(
+                    self,
+                    counts
+                        .iter()
+                        .map(|&threads| ThreadsKnob { threads })
+                        .collect(),
+                )
+            }
+            fn with_knobs(&self, knobs: &ThreadsKnob) -> Self {
+                $ctx {
+                    threads: knobs.threads,
+                    ..self.clone()
+                }
+            }
+        }
+    };
 }
 
 impl RopeContext {
@@ -119,23 +136,7 @@ impl OpContext for RopeContext {
     }
 }
 
-impl Tunable for RopeContext {
-    type Knobs = ThreadsKnob;
-    fn knobs(&self) -> ThreadsKnob {
-        ThreadsKnob {
-            threads: self.threads,
-        }
-    }
-    fn candidates(&self) -> Vec<ThreadsKnob> {
-        thread_candidates(self, &[128, 64, 256])
-    }
-    fn with_knobs(&self, knobs: &ThreadsKnob) -> Self {
-        RopeContext {
-            threads: knobs.threads,
-            ..self.clone()
-        }
-    }
-}
+threads_tunable!(RopeContext, [128, 64, 256]);
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct KvStoreContext {
@@ -197,23 +198,7 @@ impl OpContext for KvStoreContext {
     }
 }
 
-impl Tunable for KvStoreContext {
-    type Knobs = ThreadsKnob;
-    fn knobs(&self) -> ThreadsKnob {
-        ThreadsKnob {
-            threads: self.threads,
-        }
-    }
-    fn candidates(&self) -> Vec<ThreadsKnob> {
-        thread_candidates(self, &[256, 128, 512])
-    }
-    fn with_knobs(&self, knobs: &ThreadsKnob) -> Self {
-        KvStoreContext {
-            threads: knobs.threads,
-            ..self.clone()
-        }
-    }
-}
+threads_tunable!(KvStoreContext, [256, 128, 512]);
 
 /// Rotate q (into `q_out`) and k, store k and v in the caches: rope, rope and kv_store in one launch.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -304,20 +289,4 @@ impl OpContext for RopeStoreContext {
     }
 }
 
-impl Tunable for RopeStoreContext {
-    type Knobs = ThreadsKnob;
-    fn knobs(&self) -> ThreadsKnob {
-        ThreadsKnob {
-            threads: self.threads,
-        }
-    }
-    fn candidates(&self) -> Vec<ThreadsKnob> {
-        thread_candidates(self, &[256, 128, 512])
-    }
-    fn with_knobs(&self, knobs: &ThreadsKnob) -> Self {
-        RopeStoreContext {
-            threads: knobs.threads,
-            ..self.clone()
-        }
-    }
-}
+threads_tunable!(RopeStoreContext, [256, 128, 512]);
