@@ -13,7 +13,7 @@ mod gpu_support;
 
 use std::sync::Arc;
 
-use gpu_support::{gpu_or_skip, nmse, SynthModel};
+use gpu_support::{check_models, gpu_or_skip, nmse, SynthModel};
 use rocmforge::backend::cpu::ops::argmax;
 use rocmforge::backend::cpu::CpuBackend;
 use rocmforge::backend::gpu::{ExecutorConfig, GpuBackend, GpuRuntime};
@@ -107,17 +107,7 @@ fn check_model(runtime: &Arc<dyn GpuRuntime>, spec: SynthModel) -> Vec<String> {
 }
 
 fn run(specs: Vec<SynthModel>) {
-    let Some(runtime) = gpu_or_skip() else { return };
-    let failures: Vec<String> = specs
-        .into_iter()
-        .flat_map(|spec| check_model(&runtime, spec))
-        .collect();
-    assert!(
-        failures.is_empty(),
-        "{} failures:\n{}",
-        failures.len(),
-        failures.join("\n")
-    );
+    check_models(specs, check_model);
 }
 
 #[test]

@@ -23,7 +23,7 @@ mod gpu_support;
 
 use std::sync::Arc;
 
-use gpu_support::{gpu_or_skip, nmse, random_rows, SynthModel};
+use gpu_support::{check_models, nmse, random_rows, SynthModel};
 use rocmforge::backend::cpu::ops::{self, AttnShape};
 use rocmforge::backend::gpu::{ExecutorConfig, GpuBackend, GpuRuntime, Section, StepSite};
 use std::collections::HashMap;
@@ -315,17 +315,7 @@ fn check_model(runtime: &Arc<dyn GpuRuntime>, spec: SynthModel) -> Vec<String> {
 }
 
 fn run(specs: Vec<SynthModel>) {
-    let Some(runtime) = gpu_or_skip() else { return };
-    let failures: Vec<String> = specs
-        .into_iter()
-        .flat_map(|spec| check_model(&runtime, spec))
-        .collect();
-    assert!(
-        failures.is_empty(),
-        "{} failures:\n{}",
-        failures.len(),
-        failures.join("\n")
-    );
+    check_models(specs, check_model);
 }
 
 #[test]

@@ -14,6 +14,25 @@ use rocmforge::gguf::GgufFile;
 use rocmforge::plan::{bind, Model, Plan};
 use rocmforge::synth::{preset, synthesize, SynthSpec, WeightMix};
 
+/// Runs `check` (which returns its failures) on every model on the first GPU, then fails with
+/// all failures listed; skips with a printed reason without a GPU.
+pub fn check_models(
+    specs: Vec<SynthModel>,
+    check: impl Fn(&Arc<dyn GpuRuntime>, SynthModel) -> Vec<String>,
+) {
+    let Some(runtime) = gpu_or_skip() else { return };
+    let failures: Vec<String> = specs
+        .into_iter()
+        .flat_map(|spec| check(&runtime, spec))
+        .collect();
+    assert!(
+        failures.is_empty(),
+        "{} failures:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+}
+
 /// The first GPU (AMD first, then NVIDIA, as `--device auto`), or None after printing why the
 /// test is skipped.
 pub fn gpu_or_skip() -> Option<Arc<dyn GpuRuntime>> {

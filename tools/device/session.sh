@@ -131,13 +131,7 @@ check)
     ;;
 phase1)
     nvidia-smi > "$W/logs/nvidia-smi.txt" 2>&1
-    log "llama.cpp CUDA build starts"
-    mkdir -p "$W/llama" && tar xJf .devcarry/llamacpp-src.tar.xz -C "$W/llama"
-    setsid nohup bash -c "cmake -S $W/llama -B $W/llama/build -G Ninja -DCMAKE_BUILD_TYPE=Release \
-        -DGGML_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES=90 -DLLAMA_BUILD_APP=OFF -DLLAMA_BUILD_TESTS=OFF \
-        -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_SERVER=OFF -DLLAMA_CURL=OFF -DLLAMA_OPENSSL=OFF \
-        && cmake --build $W/llama/build -j 12 --target llama-bench; echo BUILD_EXIT \$?" \
-        > "$W/logs/llama-build.log" 2>&1 < /dev/null &
+    start_llama_build
     log "synthetic models"
     for t in Q8_0 Q4_0 Q4_K_M F16; do
         synth "qwen05-$t" qwen2.5-0.5b $t
