@@ -11,8 +11,8 @@
 #   all (carry .devbin, .devcarry/llamacpp-src.tar.xz): phase1 and phase2 in one call (no
 #           SmolLM2).
 #   check (carry .devbin): GPU tests, verify and rocmforge's bench on two models; no peer.
-#   tune (right after all, machine still warm): rocmforge tune on qwen2.5-0.5b and llama3-8b
-#           Q4_0, each followed by a bench that applies the database it wrote.
+#   tune (right after all, machine still warm): rocmforge tune on qwen2.5-0.5b and llama3-8b,
+#           Q4_0 and Q4_K_M, each followed by a bench that applies the database it wrote.
 # Everything persists under /tmp/rf while the machine stays warm; results land in $OUT.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
@@ -86,6 +86,15 @@ profile() { # model: per-kernel GPU time of a short bench run (decode inside its
     python3 tools/device/kernel_times.py "$W/logs/ncu-$m.csv" "$m" >> "$S" 2>&1
 }
 
+gemv_detail() { # model: ncu's memory and stall sections for a few decode GEMVs (the weights' kernel)
+    local m=$1
+    log "ncu detail $m"
+    timeout 150 ncu --clock-control none -k regex:gemv --launch-skip 140 --launch-count 6 \
+        --section SpeedOfLight --section MemoryWorkloadAnalysis --section Occupancy --section LaunchStats \
+        --section WarpStateStats $RF bench --gguf "$M/$m.gguf" --device cuda -p 1 -n 3 -r 1 \
+        > "$OUT/ncu-detail-$m.txt" 2>&1
+}
+
 case ${1:-} in
 all)
     nvidia-smi > "$W/logs/nvidia-smi.txt" 2>&1
@@ -104,12 +113,15 @@ all)
     echo -e "\n## bench (tok/s, median of 5; rocmforge / llama.cpp on this card)\n| model | rocmforge pp512 | llama.cpp pp512 | ratio | rocmforge tg128 | llama.cpp tg128 | ratio | roofline share |\n|---|---|---|---|---|---|---|---|" >> "$S"
     for m in qwen05-Q8_0 qwen05-Q4_0 qwen05-Q4_K_M l8b-Q4_0 l8b-Q4_K_M l8b-Q8_0; do bench "$m"; done
     profile l8b-Q4_0
+    profile l8b-Q4_K_M
+    profile qwen05-Q4_0
+    gemv_detail l8b-Q4_0
+    gemv_detail l8b-Q4_K_M
     log "all done"
     ;;
 tune)
     echo -e "\n## tune (then bench with the database applied)" >> "$S"
-    tune qwen05-Q4_0 100
-    tune l8b-Q4_0 120
+    for m in qwen05-Q4_0 qwen05-Q4_K_M l8b-Q4_0 l8b-Q4_K_M; do tune "$m" 240; done
     log "tune done"
     ;;
 check)
