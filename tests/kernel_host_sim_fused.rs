@@ -218,12 +218,15 @@ fn knobs(rows_per_block: u32, rows_per_warp: u32, split_k: u32, tokens: u32) -> 
         split_k,
         tokens,
         x_int8: false,
+        prefetch: 0,
     }
 }
 
 fn knobs_int8(rows_per_block: u32, rows_per_warp: u32, split_k: u32) -> GemvKnobs {
     GemvKnobs {
         x_int8: true,
+        // No-op on the simulated HIP targets, but the prefetch loop's indexing runs.
+        prefetch: 2,
         ..knobs(rows_per_block, rows_per_warp, split_k, 1)
     }
 }

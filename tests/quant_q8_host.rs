@@ -163,17 +163,18 @@ fn int8_dot_snippets_match_the_dequantized_dot() {
     std::fs::remove_dir_all(&dir).ok();
 }
 
-/// A kernel staging x with quantize_x_q8 in shared memory and copying it out.
+/// A kernel staging x with quantize_x_q8 in shared memory and copying it out, with each
+/// thread's part of the sum of squares.
 fn quantizer_kernel(k: usize, warp_size: u32, threads: u32) -> KernelSpec {
     let name = "quantize_x_test".to_string();
     let prelude = read("prelude/hip.hip.tera").replace("{{ warp_size }}", &warp_size.to_string());
     let body = format!(
-        "extern \"C\" __global__ void {name}(const float* x, const float* norm_w, float scale, i8* xq_out, float* xd_out, float* xs_out) {{\n\
+        "extern \"C\" __global__ void {name}(const float* x, const float* norm_w, i8* xq_out, float* xd_out, float* xs_out, float* squares_out) {{\n\
          \x20   __shared__ uint4 xq_words[{k} / 16];\n\
          \x20   __shared__ float xd[{k} / 32];\n\
          \x20   __shared__ float xs[{k} / 32];\n\
          \x20   i8* xq = (i8*)xq_words;\n\
-         \x20   quantize_x_q8<{k}>(x, norm_w, scale, threadIdx.x, blockDim.x, xq, xd, xs);\n\
+         \x20   squares_out[threadIdx.x] = quantize_x_q8<{k}>(x, norm_w, threadIdx.x, blockDim.x, xq, xd, xs);\n\
          \x20   __syncthreads();\n\
          \x20   for (int i = threadIdx.x; i < {k}; i += blockDim.x) xq_out[i] = xq[i];\n\
          \x20   for (int i = threadIdx.x; i < {k} / 32; i += blockDim.x) {{ xd_out[i] = xd[i]; xs_out[i] = xs[i]; }}\n}}\n"
@@ -204,27 +205,29 @@ fn quantizer_kernel(k: usize, warp_size: u32, threads: u32) -> KernelSpec {
 #[test]
 fn device_x_quantizer_follows_the_q8_1_rule() {
     let mut rng = Rng::new(0x71);
-    // (K, warp size, threads, scale, with norm weights): a partial last round of blocks
-    // (25 blocks, 8 per round) and 64-lane warps.
-    let cases = [(800, 32, 64, 0.37f32, true), (768, 64, 128, 1.0, false)];
+    // (K, warp size, threads, with norm weights): a partial last round of blocks (25 blocks,
+    // 8 per round) and 64-lane warps.
+    let cases = [(800, 32, 64, true), (768, 64, 128, false)];
     let mut launches = Vec::new();
     let mut wanted = Vec::new();
-    for &(k, warp, threads, scale, with_norm) in &cases {
+    let mut squares = Vec::new();
+    for &(k, warp, threads, with_norm) in &cases {
         let mut x: Vec<f32> = (0..k).map(|_| rng.normal()).collect();
         x[64..96].fill(0.0);
-        // With scale 1 and no norm, d = 1 in block 4 and these are exactly half-way between
+        // Without norm, d = 1 in block 4 and these are exactly half-way between
         // levels: rounding half to even instead of away from zero would give 2, -2 and 0.
         x[128..132].copy_from_slice(&[127.0, 2.5, -2.5, 0.5]);
         let norm: Vec<f32> = (0..k).map(|_| rng.uniform(0.5, 1.5)).collect();
         let v: Vec<f32> = (0..k)
-            .map(|i| x[i] * scale * if with_norm { norm[i] } else { 1.0 })
+            .map(|i| x[i] * if with_norm { norm[i] } else { 1.0 })
             .collect();
         wanted.push(Q8x::new(&v));
+        squares.push(x.iter().map(|&v| (v * v) as f64).sum::<f64>());
         launches.push(host_sim::Launch {
             spec: quantizer_kernel(k, warp, threads),
             n_tokens: 1,
             args: format!(
-                "(const float*)B[0], {}, {scale:?}f, (signed char*)B[2], (float*)B[3], (float*)B[4]",
+                "(const float*)B[0], {}, (signed char*)B[2], (float*)B[3], (float*)B[4], (float*)B[5]",
                 if with_norm { "(const float*)B[1]" } else { "nullptr" }
             ),
             buffers: vec![
@@ -233,13 +236,14 @@ fn device_x_quantizer_follows_the_q8_1_rule() {
                 vec![0; k],
                 vec![0; k / 8],
                 vec![0; k / 8],
+                vec![0; 4 * threads as usize],
             ],
         });
     }
     let Some(()) = host_sim::run("x-q8", &mut launches) else {
         return;
     };
-    for ((case, l), want) in cases.iter().zip(&launches).zip(&wanted) {
+    for (((case, l), want), squares) in cases.iter().zip(&launches).zip(&wanted).zip(&squares) {
         let q: Vec<i8> = l.buffers[2].iter().map(|&b| b as i8).collect();
         assert_eq!(q, want.q, "{case:?}: int8 x");
         assert_eq!(
@@ -248,5 +252,13 @@ fn device_x_quantizer_follows_the_q8_1_rule() {
             "{case:?}: scales"
         );
         assert_eq!(host_sim::bytes_f32(&l.buffers[4]), want.s, "{case:?}: sums");
+        let got: f64 = host_sim::bytes_f32(&l.buffers[5])
+            .iter()
+            .map(|&v| v as f64)
+            .sum();
+        assert!(
+            (got - squares).abs() <= 1e-5 * squares,
+            "{case:?}: sum of squares {got}, want {squares}"
+        );
     }
 }

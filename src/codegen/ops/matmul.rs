@@ -23,6 +23,10 @@ pub const GEMV_MAX_ROWS_PER_WARP: u32 = 8;
 pub const GEMV_MAX_SEGMENTS: usize = 3;
 /// Output rows from which the default GEMV gives each warp two rows (LM heads).
 const GEMV_WIDE_ROWS: usize = 65536;
+/// Rounds of chunk loads per lane prefetched into L2 by default (the knob `prefetch`): enough
+/// to cover the DRAM latency under the prologue without pulling so much that rows still
+/// waiting are evicted.
+const GEMV_DEFAULT_PREFETCH: u32 = 2;
 
 /// What the GEMV does with its rows (see `templates/matmul_gemv.hip.tera`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -78,6 +82,9 @@ pub struct GemvContext {
     /// (llama.cpp's q8_1), and rows are dotted with `dot_chunk_q8` (integer dp4a) instead of
     /// dequantizing weights to f32. Every segment's format needs an int8 dot; one token per block.
     pub x_int8: bool,
+    /// Rounds of chunk loads per lane whose bytes each warp asks L2 for before the x prologue
+    /// (0: none). Only CUDA has an L2 prefetch instruction.
+    pub prefetch: u32,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -87,6 +94,7 @@ pub struct GemvKnobs {
     pub split_k: u32,
     pub tokens: u32,
     pub x_int8: bool,
+    pub prefetch: u32,
 }
 
 impl GemvContext {
@@ -119,6 +127,7 @@ impl GemvContext {
             split_k: 0,
             tokens: 0,
             x_int8: false,
+            prefetch: 0,
         };
         ctx.with_knobs(&ctx.default_knobs())
     }
@@ -142,7 +151,8 @@ impl GemvContext {
     /// wide LM heads (64K+ rows) two rows per warp, which tuning also preferred there. Int8
     /// x wherever the formats have an int8 dot and the staged x fits in shared memory: integer
     /// dot products take a fraction of the instructions per weight (two of the tuned winners,
-    /// qwen's output and down projections, used f32 x).
+    /// qwen's output and down projections, used f32 x). Where L2 prefetch exists, two rounds of
+    /// each warp's first loads are requested before the prologue (see `GEMV_DEFAULT_PREFETCH`).
     fn default_knobs(&self) -> GemvKnobs {
         let rows_per_block = 8;
         let rows_per_warp = if self.blocks(1) >= GEMV_WIDE_ROWS {
@@ -156,9 +166,19 @@ impl GemvContext {
             split_k: 1,
             tokens: 1,
             x_int8: true,
+            prefetch: self.prefetch_rounds(GEMV_DEFAULT_PREFETCH),
         };
         let x_int8 = self.with_knobs(&knobs).validate().is_ok();
         GemvKnobs { x_int8, ..knobs }
+    }
+
+    /// `rounds` where the target can prefetch into L2, else 0 (the knob would change nothing).
+    fn prefetch_rounds(&self, rounds: u32) -> u32 {
+        if self.target.platform == "cuda" {
+            rounds
+        } else {
+            0
+        }
     }
 
     /// Whether every segment's format has an int8 dot (`WeightLayout::int8_dot`).
@@ -302,6 +322,7 @@ impl Tunable for GemvContext {
             split_k: self.split_k,
             tokens: self.tokens,
             x_int8: self.x_int8,
+            prefetch: self.prefetch,
         }
     }
     fn candidates(&self) -> Vec<GemvKnobs> {
@@ -311,11 +332,19 @@ impl Tunable for GemvContext {
             default.clone(),
             GemvKnobs {
                 x_int8: false,
-                ..default
+                ..default.clone()
             },
         ];
+        // The default geometry with less and more of its rows prefetched into L2 (16 rounds
+        // cover a row of K <= 16384 at 32 lanes; more in flight can evict rows before use).
+        for rounds in [0, 1, 4, 16] {
+            list.push(GemvKnobs {
+                prefetch: self.prefetch_rounds(rounds),
+                ..default.clone()
+            });
+        }
         // (warp rows per block, rows per warp, split-K), each with int8 x (where the formats
-        // allow it) and with f32 x.
+        // allow it) and with f32 x, with the default prefetch.
         for (rows_per_block, rows_per_warp, split_k) in [
             (4, 4, 1),
             (4, 8, 1),
@@ -340,6 +369,7 @@ impl Tunable for GemvContext {
                     split_k,
                     tokens: 1,
                     x_int8,
+                    prefetch: default.prefetch,
                 });
             }
         }
@@ -351,6 +381,7 @@ impl Tunable for GemvContext {
                 split_k: 1,
                 tokens,
                 x_int8: false,
+                prefetch: default.prefetch,
             });
         }
         valid_candidates(self, list)
@@ -362,6 +393,7 @@ impl Tunable for GemvContext {
             split_k: knobs.split_k,
             tokens: knobs.tokens,
             x_int8: knobs.x_int8,
+            prefetch: knobs.prefetch,
             ..self.clone()
         }
     }
