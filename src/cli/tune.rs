@@ -2,9 +2,11 @@
 //! store the winners in the device's tuning database and show what they bring end to end.
 
 use crate::backend::gpu::compiled::compile_kernel_table_tuned;
+use crate::backend::gpu::kernels::KernelTable;
 use crate::backend::gpu::{select_device, ExecutorConfig, GpuBackend, SelectedDevice};
 use crate::backend::Backend;
 use crate::bench::{prompt_processing, token_generation, Series};
+use crate::codegen::TuningChoice;
 use crate::gguf::GgufFile;
 use crate::plan::{bind, Model, Plan};
 use crate::tune::apply::device_fingerprint;
@@ -49,7 +51,8 @@ pub struct TuneArgs {
     /// Most timed passes per candidate and phase (the median counts)
     #[arg(long, default_value_t = 15)]
     pub repeats: usize,
-    /// Repeats of the end-to-end pp512 / tg128 runs before and after; 0 skips them
+    /// Repeats of the end-to-end pp512 / tg128 runs with the default and the tuned kernels,
+    /// taken in turn; 0 skips them
     #[arg(long, default_value_t = 3)]
     pub bench_repeats: usize,
 }
@@ -83,9 +86,11 @@ pub fn run(a: &TuneArgs) -> Result<(), Box<dyn std::error::Error>> {
     eprintln!("tune: database {}", path.display());
     let mut backend = GpuBackend::load(runtime.clone(), model.clone(), ExecutorConfig::new(n_ctx))?;
 
+    // One round of the end-to-end comparison made at the end, timed to keep its share of the
+    // budget (the comparison runs 2 * bench_repeats such rounds).
     let bench_started = Instant::now();
-    let before = end_to_end(&mut backend, &model, n_ctx, a.bench_repeats)?;
-    let reserve = bench_started.elapsed() + RESERVE;
+    end_to_end(&mut backend, &model, n_ctx, a.bench_repeats.min(1))?;
+    let reserve = bench_started.elapsed() * 2 * a.bench_repeats as u32 + RESERVE;
     let options = TuneOptions {
         deadline: deadline
             .checked_sub(reserve)
@@ -142,9 +147,16 @@ pub fn run(a: &TuneArgs) -> Result<(), Box<dyn std::error::Error>> {
     // Reload the kernels the way `run` and `bench` will: from the database just written.
     let (choice, line) = tuning_for_device(&runtime, &model, n_ctx)?;
     eprintln!("{line}");
-    let table = compile_kernel_table_tuned(&runtime, &model, n_ctx, &choice)?;
-    drop(backend.replace_kernels(Box::new(table))?);
-    let after = end_to_end(&mut backend, &model, n_ctx, a.bench_repeats)?;
+    let tuned = compile_kernel_table_tuned(&runtime, &model, n_ctx, &choice)?;
+    let defaults = compile_kernel_table_tuned(&runtime, &model, n_ctx, &TuningChoice::defaults())?;
+    let (before, after) = before_and_after(
+        &mut backend,
+        &model,
+        n_ctx,
+        a.bench_repeats,
+        Box::new(defaults),
+        Box::new(tuned),
+    )?;
 
     print_kernels(&report);
     print_end_to_end(&before, &after);
@@ -168,6 +180,36 @@ fn end_to_end(
         prompt_processing(b, n_vocab, 512.min(n_ctx), repeats)?,
         token_generation(b, n_vocab, 128.min(n_ctx), repeats)?,
     ])
+}
+
+/// pp512 and tg128 with the default and the tuned kernels, one repeat of each in turn. Drift of
+/// clocks or memory state over the run then falls on both alike: measured one after the other,
+/// the second read 1-3% slower on an H200 even when both had the same kernels.
+fn before_and_after(
+    backend: &mut GpuBackend,
+    model: &Model,
+    n_ctx: usize,
+    repeats: usize,
+    defaults: Box<dyn KernelTable>,
+    tuned: Box<dyn KernelTable>,
+) -> Result<(Vec<Series>, Vec<Series>), Box<dyn std::error::Error>> {
+    let mut sides: [Vec<Series>; 2] = [Vec::new(), Vec::new()];
+    drop(backend.replace_kernels(defaults)?);
+    let mut spare = tuned;
+    for round in 0..2 * repeats {
+        let measured = end_to_end(backend, model, n_ctx, 1)?;
+        let side = &mut sides[round % 2];
+        if side.is_empty() {
+            *side = measured;
+        } else {
+            for (series, more) in side.iter_mut().zip(measured) {
+                series.samples.extend(more.samples);
+            }
+        }
+        spare = backend.replace_kernels(spare)?;
+    }
+    let [before, after] = sides;
+    Ok((before, after))
 }
 
 fn print_kernels(report: &TuneReport) {
