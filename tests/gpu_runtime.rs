@@ -129,6 +129,7 @@ fn launch_matches_host_arithmetic() {
         grid: (n.div_ceil(256) as u32, 1, 1),
         block: (256, 1, 1),
         shared_bytes: 0,
+        dependent: false,
     };
     // SAFETY: the argument list matches axpy's signature; buffers outlive the synchronize below.
     unsafe {
@@ -162,6 +163,7 @@ fn dynamic_shared_memory_above_48k_after_opt_in() {
         grid: (1, 1, 1),
         block: (1024, 1, 1),
         shared_bytes: shared,
+        dependent: false,
     };
     // SAFETY: arguments match sum_shared; buffers outlive the copy back.
     unsafe {
@@ -183,6 +185,7 @@ fn graph_replays_with_position_from_device_memory() {
         grid: (1, 1, 1),
         block: (32, 1, 1),
         shared_bytes: 0,
+        dependent: false,
     };
     let graph = Graph::capture(&rt, || {
         // SAFETY: arguments match mark_position; both buffers outlive the graph.
@@ -219,6 +222,7 @@ fn failed_launch_inside_capture_leaves_stream_usable() {
         grid: (1, 1, 1),
         block: (4096, 1, 1), // above every device's 1024-thread limit
         shared_bytes: 0,
+        dependent: false,
     };
     let (mut p, mut a, mut n) = (0u64, 1f32, 0i32);
     let captured = Graph::capture(&rt, || {

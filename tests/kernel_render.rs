@@ -75,6 +75,15 @@ fn every_kernel_renders_for_every_shape_format_and_target() {
                         k.name
                     );
                     assert!(k.source.contains("extern \"C\" __global__"), "{}", k.name);
+                    // The runtime launches every rendered kernel as a dependent of the one
+                    // before it: its body must wait for its inputs.
+                    let body = &k.source[k.source.find(&entry).unwrap()..];
+                    assert!(
+                        body.contains("rf_kernel_begin();")
+                            || body.contains("rf_wait_for_inputs();"),
+                        "{}: the kernel does not wait for its inputs",
+                        k.name
+                    );
                     assert!(
                         !k.source.contains("{{") && !k.source.contains("{%"),
                         "{}: unrendered tera",

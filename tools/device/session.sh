@@ -57,12 +57,12 @@ bench() { # model: rocmforge and llama-bench on the same card, one row of the ta
     python3 tools/device/compare.py "$m" "$W/logs/rf-$m.json" "$W/logs/lc-$m.json" >> "$S"
 }
 
-tune() { # model budget: rocmforge tune, then rocmforge bench with the database it wrote
-    local m=$1 budget=$2
-    log "tune $m (budget $budget s)"
-    echo -e "\n### rocmforge tune $m (--budget-seconds $budget)" >> "$S"
+tune() { # model budget [tune args]: rocmforge tune, then rocmforge bench with the database it wrote
+    local m=$1 budget=$2; shift 2
+    log "tune $m (budget $budget s) $*"
+    echo -e "\n### rocmforge tune $m (--budget-seconds $budget $*)" >> "$S"
     /usr/bin/time -f "tune wall time %e s" timeout $((budget + 90)) $RF tune --gguf "$M/$m.gguf" --device cuda \
-        --budget-seconds "$budget" > "$W/logs/tune-$m.txt" 2> "$W/logs/tune-$m.err"
+        --budget-seconds "$budget" "$@" > "$W/logs/tune-$m.txt" 2> "$W/logs/tune-$m.err"
     cat "$W/logs/tune-$m.txt" >> "$S"; tail -3 "$W/logs/tune-$m.err" >> "$S"
     timeout 200 $RF bench --gguf "$M/$m.gguf" --device cuda -p 512 -n 128 -r 5 > "$W/logs/rf-tuned-$m.txt" 2>&1
     echo '```' >> "$S"; grep -E "tuning|pp512|tg128" "$W/logs/rf-tuned-$m.txt" >> "$S"; echo '```' >> "$S"
@@ -113,10 +113,9 @@ all)
     echo -e "\n## bench (tok/s, median of 5; rocmforge / llama.cpp on this card)\n| model | rocmforge pp512 | llama.cpp pp512 | ratio | rocmforge tg128 | llama.cpp tg128 | ratio | roofline share |\n|---|---|---|---|---|---|---|---|" >> "$S"
     for m in qwen05-Q8_0 qwen05-Q4_0 qwen05-Q4_K_M l8b-Q4_0 l8b-Q4_K_M l8b-Q8_0; do bench "$m"; done
     profile l8b-Q4_0
-    profile l8b-Q4_K_M
-    profile qwen05-Q4_0
     gemv_detail l8b-Q4_0
-    gemv_detail l8b-Q4_K_M
+    # The decode GEMV candidates on the 8B shapes (last: the database it writes applies from here on).
+    tune l8b-Q4_0 120 --only matmul_gemv
     log "all done"
     ;;
 tune)

@@ -64,6 +64,9 @@ pub struct CudaRuntime {
     ctx: Arc<CudaContext>,
     stream: sys::CUstream,
     info: DeviceInfo,
+    /// Launches marked `dependent` overlap the kernel before them (compute capability 9.0+,
+    /// unless ROCMFORGE_DEPENDENT_LAUNCH=0).
+    dependent_launch: bool,
 }
 
 // SAFETY: the CUDA driver API is thread safe; the raw stream handle is only passed to driver calls
@@ -88,7 +91,18 @@ impl CudaRuntime {
         let info = device_info(&ctx)?;
         let stream = result::stream::create(result::stream::StreamKind::NonBlocking)
             .map_err(|e| call_error("cuStreamCreate", e))?;
-        Ok(Self { ctx, stream, info })
+        let major = attribute(
+            &ctx,
+            sys::CUdevice_attribute::CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR,
+        )?;
+        let dependent_launch = major >= 9
+            && std::env::var("ROCMFORGE_DEPENDENT_LAUNCH").map_or(true, |v| v.trim() != "0");
+        Ok(Self {
+            ctx,
+            stream,
+            info,
+            dependent_launch,
+        })
     }
 
     fn bind(&self) -> Result<(), RuntimeError> {
@@ -257,15 +271,47 @@ impl GpuRuntime for CudaRuntime {
         args: &mut [*mut c_void],
     ) -> Result<(), RuntimeError> {
         self.bind()?;
-        result::launch_kernel(
+        if !(dims.dependent && self.dependent_launch) {
+            return result::launch_kernel(
+                function.0 as sys::CUfunction,
+                dims.grid,
+                dims.block,
+                dims.shared_bytes,
+                self.stream,
+                args,
+            )
+            .map_err(|e| call_error("cuLaunchKernel", e));
+        }
+        // SAFETY: an all-zero launch attribute value is valid; one field is then set.
+        let mut value: sys::CUlaunchAttributeValue = std::mem::zeroed();
+        value.programmaticStreamSerializationAllowed = 1;
+        let mut attribute = sys::CUlaunchAttribute {
+            id: sys::CUlaunchAttributeID::CU_LAUNCH_ATTRIBUTE_PROGRAMMATIC_STREAM_SERIALIZATION,
+            pad: [0; 4],
+            value,
+        };
+        let config = sys::CUlaunchConfig {
+            gridDimX: dims.grid.0,
+            gridDimY: dims.grid.1,
+            gridDimZ: dims.grid.2,
+            blockDimX: dims.block.0,
+            blockDimY: dims.block.1,
+            blockDimZ: dims.block.2,
+            sharedMemBytes: dims.shared_bytes,
+            hStream: self.stream,
+            attrs: &mut attribute,
+            numAttrs: 1,
+        };
+        // SAFETY: the caller guarantees the function and its arguments match (this method's
+        // contract); `config` and `attribute` outlive the call.
+        sys::cuLaunchKernelEx(
+            &config,
             function.0 as sys::CUfunction,
-            dims.grid,
-            dims.block,
-            dims.shared_bytes,
-            self.stream,
-            args,
+            args.as_mut_ptr(),
+            std::ptr::null_mut(),
         )
-        .map_err(|e| call_error("cuLaunchKernel", e))
+        .result()
+        .map_err(|e| call_error("cuLaunchKernelEx", e))
     }
 
     fn synchronize(&self) -> Result<(), RuntimeError> {

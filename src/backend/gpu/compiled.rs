@@ -132,6 +132,8 @@ pub fn selector_for(set: KernelSet) -> KernelSelector {
                 block: spec.block,
                 // Static shared memory is part of the kernel; no dynamic shared memory.
                 shared_bytes: 0,
+                // Every template starts with the prelude's wait for its inputs.
+                dependent: true,
             },
         ))
     })

@@ -101,6 +101,10 @@ pub struct LaunchDims {
     pub grid: (u32, u32, u32),
     pub block: (u32, u32, u32),
     pub shared_bytes: u32,
+    /// The kernel waits for its inputs itself (`rf_wait_for_inputs` of the prelude), so where
+    /// the device can, it is launched while the kernel before it still runs (CUDA programmatic
+    /// dependent launch). Only rendered kernels do; a kernel without the wait must say false.
+    pub dependent: bool,
 }
 
 /// Errors of the vendor runtime layer.

@@ -339,6 +339,7 @@ impl GpuRuntime for HipRuntime {
         args: &mut [*mut c_void],
     ) -> Result<(), RuntimeError> {
         self.bind()?;
+        // HIP has no programmatic dependent launch: `dims.dependent` kernels run in stream order.
         check(
             self.api,
             "hipModuleLaunchKernel",
