@@ -213,9 +213,10 @@ fn every_kernel_compiles_for_every_reference_target() {
                         || spec.name.starts_with("matmul_gemm_tiles")
                     {
                         eprintln!(
-                            "{arch}: {} ({}) registers {:?} spills {:?}",
+                            "{arch}: {} ({} {}) registers {:?} spills {:?}",
                             spec.name,
                             spec.problem,
+                            spec.knobs_json,
                             outcome.kernel.registers,
                             outcome.kernel.spills
                         );

@@ -32,6 +32,9 @@ pub struct GemmTilesContext {
     pub bk: u32,
     pub warps_m: u32,
     pub warps_n: u32,
+    /// Shared tile buffers: 1 loads then multiplies; 2 loads step k + 1 into registers while
+    /// multiplying step k (double buffering, one sync per step).
+    pub stages: u32,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -41,6 +44,7 @@ pub struct GemmTilesKnobs {
     pub bk: u32,
     pub warps_m: u32,
     pub warps_n: u32,
+    pub stages: u32,
 }
 
 impl GemmTilesContext {
@@ -61,6 +65,7 @@ impl GemmTilesContext {
             bk: 0,
             warps_m: 0,
             warps_n: 0,
+            stages: 0,
         };
         let ctx = ctx.with_knobs(&ctx.default_knobs());
         ctx.validate().is_ok().then_some(ctx)
@@ -79,6 +84,7 @@ impl GemmTilesContext {
                 bk,
                 warps_m: 4,
                 warps_n: 2,
+                stages: 1,
             };
         }
         GemmTilesKnobs {
@@ -87,6 +93,7 @@ impl GemmTilesContext {
             bk,
             warps_m: 2,
             warps_n: 2,
+            stages: 1,
         }
     }
 
@@ -144,6 +151,9 @@ impl OpContext for GemmTilesContext {
                 )
             },
         )?;
+        require(matches!(self.stages, 1 | 2), self, || {
+            format!("{} tile stages; 1 or 2 are offered", self.stages)
+        })?;
         check_launch(self)
     }
     fn block(&self) -> (u32, u32, u32) {
@@ -153,10 +163,11 @@ impl OpContext for GemmTilesContext {
             1,
         )
     }
+    /// The f16 tiles of every stage; the epilogue's f32 patches reuse them.
     fn shared_bytes(&self) -> u32 {
-        let tiles = (self.bm + self.bn) * self.padded() * 2;
+        let tiles = self.stages * (self.bm + self.bn) * self.padded() * 2;
         let patches = self.warps_m * self.warps_n * 16 * (16 + 4) * 4;
-        tiles + patches
+        tiles.max(patches)
     }
     fn grid_rule(&self) -> GridRule {
         GridRule {
@@ -179,10 +190,11 @@ impl Tunable for GemmTilesContext {
             bk: self.bk,
             warps_m: self.warps_m,
             warps_n: self.warps_n,
+            stages: self.stages,
         }
     }
     fn candidates(&self) -> Vec<GemmTilesKnobs> {
-        let mut list = vec![self.default_knobs()];
+        let mut tiles = vec![self.default_knobs()];
         for (bm, bn, bk, warps_m, warps_n) in [
             (64, 64, 64, 2, 2),
             (64, 64, 32, 2, 2),
@@ -196,15 +208,25 @@ impl Tunable for GemmTilesContext {
             (32, 64, 64, 1, 2),
             (32, 128, 64, 1, 4),
         ] {
-            list.push(GemmTilesKnobs {
+            tiles.push(GemmTilesKnobs {
                 bm,
                 bn,
                 bk,
                 warps_m,
                 warps_n,
+                stages: 1,
             });
         }
-        valid_candidates(self, list)
+        // Every tile again double-buffered, where both stages fit in shared memory.
+        let pipelined: Vec<GemmTilesKnobs> = tiles
+            .iter()
+            .map(|k| GemmTilesKnobs {
+                stages: 2,
+                ..k.clone()
+            })
+            .collect();
+        tiles.extend(pipelined);
+        valid_candidates(self, tiles)
     }
     fn with_knobs(&self, knobs: &GemmTilesKnobs) -> Self {
         GemmTilesContext {
@@ -213,6 +235,7 @@ impl Tunable for GemmTilesContext {
             bk: knobs.bk,
             warps_m: knobs.warps_m,
             warps_n: knobs.warps_n,
+            stages: knobs.stages,
             ..self.clone()
         }
     }
