@@ -1,6 +1,7 @@
 //! The prefill GEMM on matrix tiles (`matmul_gemm_tiles`) on the GPU for every tuning candidate
-//! (tile shapes, warp layouts, pipelining depth) and several weight formats, against the product
-//! of the f16-rounded dequantized weights and activations summed in f64 (tests/gemm_tiles_case).
+//! (tile shapes, warp layouts, pipelining depth, the int8 variant) and several weight formats,
+//! against the product of the dequantized weights and the activations as the matrix units take
+//! them, summed in f64 (tests/gemm_tiles_case).
 //! gpu_ops checks only each problem's default, and the tuner only compares candidates with the
 //! default; this checks every candidate against an independent oracle. Skips with a printed
 //! reason without a GPU, or on a GPU without matrix tiles.
@@ -44,7 +45,7 @@ fn max_rel_err(got: &[f32], want: &[f32]) -> f32 {
 }
 
 #[test]
-fn every_gemm_tiles_candidate_matches_the_f16_product_on_the_gpu() {
+fn every_gemm_tiles_candidate_matches_the_reference_product_on_the_gpu() {
     let Some(rt) = gpu_or_skip() else { return };
     let target = target_of(rt.info()).unwrap();
     if !target.has_matrix_tiles() {
@@ -66,7 +67,7 @@ fn every_gemm_tiles_candidate_matches_the_f16_product_on_the_gpu() {
     let mut failures = Vec::new();
     let mut runs = 0;
     for case in &cases {
-        let want = case.expected();
+        let want = [case.expected(false), case.expected(true)];
         let dw = DeviceBuffer::from_host(&rt, &case.weights).unwrap();
         let dx = DeviceBuffer::from_host(&rt, &case.x).unwrap();
         let db = DeviceBuffer::from_host(&rt, &case.bias).unwrap();
@@ -74,8 +75,8 @@ fn every_gemm_tiles_candidate_matches_the_f16_product_on_the_gpu() {
         let ctx = GemmTilesContext::new(&target, case.format, case.k, case.n)
             .expect("the shape fits the default tile");
         for knobs in ctx.candidates() {
-            let spec = KernelSpec::new(KernelKind::MatmulGemm, &ctx.with_knobs(&knobs), &renderer)
-                .unwrap();
+            let ctx = ctx.with_knobs(&knobs);
+            let spec = KernelSpec::new(KernelKind::MatmulGemm, &ctx, &renderer).unwrap();
             let kernel = compiler.compile(&spec.to_source(), &target).unwrap();
             let module = Module::load(&rt, &kernel.binary).unwrap();
             let function = module.function(&spec.name).unwrap();
@@ -106,7 +107,7 @@ fn every_gemm_tiles_candidate_matches_the_f16_product_on_the_gpu() {
                 )
                 .unwrap()
             };
-            let err = max_rel_err(&out.to_host().unwrap(), &want);
+            let err = max_rel_err(&out.to_host().unwrap(), &want[ctx.int8 as usize]);
             if err >= TOL {
                 failures.push(format!("{} {}: error {err}", spec.problem, spec.knobs_json));
             }

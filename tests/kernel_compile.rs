@@ -131,9 +131,10 @@ fn kernels(target: &Target, renderer: &Renderer) -> BTreeMap<String, KernelSpec>
             ];
             out.extend(specs.into_iter().map(|k| (k.name.clone(), k)));
             // The matrix-tile GEMM's default for every format, and every tuning candidate for
-            // one format (the knobs change code paths: pipelining, tile loops).
+            // the formats with an int8 variant (the knobs change code paths: pipelining, tile
+            // loops, the int8 template with the format's i8_chunk).
             if let Some(tiles) = GemmTilesContext::new(target, format, 1536, 576) {
-                let candidates = if format == GgmlType::Q4_0 {
+                let candidates = if matches!(format, GgmlType::Q4_0 | GgmlType::Q8_0) {
                     tiles.candidates()
                 } else {
                     vec![tiles.knobs()]

@@ -67,6 +67,7 @@ fn check(name: &str, cases: &[Case], pick: impl Fn(usize, usize) -> bool) -> Vec
     let renderer = Renderer::from_dir(&dir).unwrap();
     let mut launches = Vec::new();
     let mut owners = Vec::new();
+    let mut int8 = Vec::new();
     for (c, case) in cases.iter().enumerate() {
         let ctx = GemmTilesContext::new(&target, case.format, case.k, case.n)
             .expect("the shape fits the default tile");
@@ -77,6 +78,7 @@ fn check(name: &str, cases: &[Case], pick: impl Fn(usize, usize) -> bool) -> Vec
             }
             let ctx = ctx.with_knobs(knobs);
             ctx.validate().unwrap();
+            int8.push(ctx.int8);
             let spec = KernelSpec::new(KernelKind::MatmulGemm, &ctx, &renderer).unwrap();
             launches.push(launch(case, spec));
             owners.push(c);
@@ -86,8 +88,8 @@ fn check(name: &str, cases: &[Case], pick: impl Fn(usize, usize) -> bool) -> Vec
     let Some(()) = host_sim::run(name, &mut launches) else {
         return Vec::new();
     };
-    for (l, &c) in launches.iter().zip(&owners) {
-        let err = max_rel_err(&bytes_f32(&l.buffers[2]), &cases[c].expected());
+    for ((l, &c), &int8) in launches.iter().zip(&owners).zip(&int8) {
+        let err = max_rel_err(&bytes_f32(&l.buffers[2]), &cases[c].expected(int8));
         assert!(
             err < TOL,
             "{} {}: error {err}",
@@ -100,14 +102,16 @@ fn check(name: &str, cases: &[Case], pick: impl Fn(usize, usize) -> bool) -> Vec
 
 /// Every candidate on Q4_0 with partial tiles in both directions (80 rows, 70 tokens).
 #[test]
-fn every_gemm_tiles_candidate_matches_the_f16_product() {
+fn every_gemm_tiles_candidate_matches_the_reference_product() {
     let mut rng = Rng::new(5);
     let cases = [Case::new(&mut rng, GgmlType::Q4_0, 256, 80, 70)];
     let ran = check("tiles-all", &cases, |_, _| true);
-    // Both pipelining depths and both warp layouts ran (empty: no host compiler, skipped).
+    // Both pipelining depths, the int8 variant and both warp layouts ran (empty: no host
+    // compiler, skipped).
     for knob in [
         "\"stages\":1",
         "\"stages\":2",
+        "\"int8\":true",
         "\"warps_m\":1",
         "\"warps_m\":4",
     ] {
@@ -119,9 +123,10 @@ fn every_gemm_tiles_candidate_matches_the_f16_product() {
 }
 
 /// Other chunk shapes (8-value F16, 256-value blocks, 2-byte-aligned Q8_0 rows with an odd
-/// block count) with the default and the last candidate (double-buffered).
+/// block count) with the default and the last candidate (int8 where the format has it, else
+/// double-buffered).
 #[test]
-fn gemm_tiles_formats_match_the_f16_product() {
+fn gemm_tiles_formats_match_the_reference_product() {
     let mut rng = Rng::new(6);
     let cases = [
         Case::new(&mut rng, GgmlType::Q8_0, 96, 40, 17),

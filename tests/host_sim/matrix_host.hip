@@ -35,3 +35,28 @@ static inline void rf_tile_sync() { sim_warp_barriers[sim_tid / sim_warp]->arriv
 static inline unsigned int rf_pack_f16x2(float lo, float hi) {
     return (unsigned int)__float2half(lo).bits | ((unsigned int)__float2half(hi).bits << 16);
 }
+// The int8 16x8x32 multiply with the PTX fragment layout (see matrix_cuda.hip.tera): the lanes'
+// fragments go through memory between two warp barriers, and each lane sums its four outputs.
+static unsigned sim_mma_a[1024][4];
+static unsigned sim_mma_b[1024][2];
+static inline void rf_mma_s8_16x8x32(int (&c)[4], const unsigned int (&a)[4], const unsigned int (&b)[2]) {
+    const int lane = sim_tid % sim_warp, base = sim_tid - lane;
+    std::barrier<>& bar = *sim_warp_barriers[sim_tid / sim_warp];
+    for (int r = 0; r < 4; ++r) sim_mma_a[sim_tid][r] = a[r];
+    for (int r = 0; r < 2; ++r) sim_mma_b[sim_tid][r] = b[r];
+    bar.arrive_and_wait();
+    const int g = lane / 4, t = lane % 4;
+    for (int e = 0; e < 4; ++e) {
+        const int row = g + 8 * (e / 2), col = 2 * t + e % 2;
+        int s = 0;
+        for (int k = 0; k < 32; ++k) {
+            // A[row][k] is in lane (row % 8) * 4 + (k % 16) / 4, register row / 8 + 2 * (k / 16);
+            // B[k][col] in lane col * 4 + (k % 16) / 4, register k / 16; byte k % 4 of the word.
+            const unsigned aw = sim_mma_a[base + (row % 8) * 4 + (k % 16) / 4][row / 8 + 2 * (k / 16)];
+            const unsigned bw = sim_mma_b[base + col * 4 + (k % 16) / 4][k / 16];
+            s += (int)(signed char)(aw >> 8 * (k % 4)) * (int)(signed char)(bw >> 8 * (k % 4));
+        }
+        c[e] += s;
+    }
+    bar.arrive_and_wait();
+}
