@@ -16,7 +16,7 @@ use rocmforge::codegen::cache::{compile_all, KernelCache};
 use rocmforge::codegen::compiler::{compiler_for, Platform, Target};
 use rocmforge::codegen::context::Tunable;
 use rocmforge::codegen::ops::rope::RotaryPairs;
-use rocmforge::codegen::ops::{EmbedContext, GemmContext, GemvContext};
+use rocmforge::codegen::ops::{EmbedContext, GemmContext, GemmTilesContext, GemvContext};
 use rocmforge::codegen::quant::gpu_formats;
 use rocmforge::codegen::shape::{ModelShape, ShapeHparams};
 use rocmforge::codegen::{kernels_for_shape, KernelKind, KernelSpec, Renderer, TuningChoice};
@@ -130,6 +130,20 @@ fn kernels(target: &Target, renderer: &Renderer) -> BTreeMap<String, KernelSpec>
                 ),
             ];
             out.extend(specs.into_iter().map(|k| (k.name.clone(), k)));
+            // The matrix-tile GEMM's default for every format, and every tuning candidate for
+            // the formats with an int8 variant (the knobs change code paths: pipelining, tile
+            // loops, the int8 template with the format's i8_chunk).
+            if let Some(tiles) = GemmTilesContext::new(target, format, 1536, 576) {
+                let candidates = if matches!(format, GgmlType::Q4_0 | GgmlType::Q8_0) {
+                    tiles.candidates()
+                } else {
+                    vec![tiles.knobs()]
+                };
+                for knobs in candidates {
+                    let k = spec(KernelKind::MatmulGemm, tiles.with_knobs(&knobs), renderer);
+                    out.insert(k.name.clone(), k);
+                }
+            }
         }
     }
     out
@@ -194,12 +208,16 @@ fn every_kernel_compiles_for_every_reference_target() {
                     if let Some(r) = outcome.kernel.registers.filter(|&r| r > max_registers.0) {
                         max_registers = (r, spec.name.clone());
                     }
-                    // GEMV register counts bound its occupancy, which decode speed depends on.
-                    if spec.kind == KernelKind::MatmulGemv {
+                    // GEMV and matrix-tile GEMM register counts bound their occupancy, which
+                    // decode and prefill speed depend on.
+                    if spec.kind == KernelKind::MatmulGemv
+                        || spec.name.starts_with("matmul_gemm_tiles")
+                    {
                         eprintln!(
-                            "{arch}: {} ({}) registers {:?} spills {:?}",
+                            "{arch}: {} ({} {}) registers {:?} spills {:?}",
                             spec.name,
                             spec.problem,
+                            spec.knobs_json,
                             outcome.kernel.registers,
                             outcome.kernel.spills
                         );

@@ -51,6 +51,7 @@ const TEMPLATES: &[(&str, &str)] = embedded![
     "matmul_gemv.hip.tera",
     "matmul_gemm.hip.tera",
     "matmul_gemm_tiles.hip.tera",
+    "matmul_gemm_tiles_q8.hip.tera",
     "split.hip.tera",
     "rope_pair.hip.tera",
     "rope.hip.tera",

@@ -30,6 +30,10 @@ const SHIM: &str = r#"
 struct dim3 { unsigned x = 1, y = 1, z = 1; };
 struct alignas(16) uint4 { unsigned x, y, z, w; };
 struct alignas(16) float4 { float x, y, z, w; };
+struct alignas(8) uint2 { unsigned x, y; };
+static inline uint2 make_uint2(unsigned a, unsigned b) { return uint2{a, b}; }
+static inline uint4 make_uint4(unsigned a, unsigned b, unsigned c, unsigned d) { return uint4{a, b, c, d}; }
+#define __align__(n) __attribute__((aligned(n)))
 static inline float4 make_float4(float a, float b, float c, float d) { return float4{a, b, c, d}; }
 struct __half { unsigned short bits; };
 static inline __half __ushort_as_half(unsigned short b) { return __half{b}; }

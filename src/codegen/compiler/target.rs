@@ -41,11 +41,25 @@ impl Target {
     /// this target: NVIDIA tensor cores from Volta (sm_70) on. AMD matrix cores (MFMA on gfx90a,
     /// WMMA on gfx11) have no prelude yet, so AMD targets use the FP32 tiled GEMM.
     pub fn has_matrix_tiles(&self) -> bool {
+        self.cuda_compute_capability().is_some_and(|cc| cc >= 70)
+    }
+
+    /// Whether the matrix-tile prelude's int8 multiply (`rf_mma_s8_16x8x32`, PTX
+    /// `mma.sync.m16n8k32` on s8) exists for this target: NVIDIA from Ampere (sm_80) on.
+    pub fn has_int8_matrix_tiles(&self) -> bool {
+        self.cuda_compute_capability().is_some_and(|cc| cc >= 80)
+    }
+
+    /// The compute capability of an NVIDIA target as a number (`sm_90a` gives 90).
+    fn cuda_compute_capability(&self) -> Option<u32> {
+        if self.platform != Platform::Cuda {
+            return None;
+        }
         let cc = self
             .arch
             .trim_start_matches("sm_")
             .trim_end_matches(['a', 'f']);
-        self.platform == Platform::Cuda && cc.parse::<u32>().is_ok_and(|cc| cc >= 70)
+        cc.parse::<u32>().ok()
     }
 
     /// Parses `gfx<id>[:feature(+|-)]*` (AMD) or `sm_<digits>[a|f]` (NVIDIA).
@@ -135,6 +149,19 @@ mod tests {
         let hopper = Target::parse("sm_90").unwrap();
         assert_eq!((hopper.platform, hopper.warp_size), (Platform::Cuda, 32));
         assert!(Target::parse("sm_90a").is_ok());
+    }
+
+    #[test]
+    fn matrix_tiles_follow_the_compute_capability() {
+        let caps = |t: &str| {
+            let t = Target::parse(t).unwrap();
+            (t.has_matrix_tiles(), t.has_int8_matrix_tiles())
+        };
+        assert_eq!(caps("sm_61"), (false, false));
+        assert_eq!(caps("sm_75"), (true, false));
+        assert_eq!(caps("sm_80"), (true, true));
+        assert_eq!(caps("sm_90a"), (true, true));
+        assert_eq!(caps("gfx90a"), (false, false));
     }
 
     #[test]

@@ -1,6 +1,9 @@
 //! The prefill GEMM on matrix units (tensor cores): f16 tiles of dequantized weights and
 //! activations, f32 accumulation. Offered only for targets with a matrix-tile prelude
 //! (`Target::has_matrix_tiles`); elsewhere prefill uses the FP32 tiled GEMM (`GemmContext`).
+//! Knobs: the block tile and warp layout, `stages` (double-buffered tiles) and `int8`, a variant
+//! (`matmul_gemm_tiles_q8`) on int8 matrix units for formats that unpack to int8, offered to the
+//! tuner only (the default stays f16).
 
 use serde::Serialize;
 
@@ -17,6 +20,9 @@ use crate::gguf::GgmlType;
 /// The side of one matrix-unit tile.
 const TILE: u32 = 16;
 
+/// Formats whose snippet unpacks a chunk to int8 (`i8_chunk`) for the int8 variant.
+const INT8_FORMATS: [GgmlType; 2] = [GgmlType::Q4_0, GgmlType::Q8_0];
+
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct GemmTilesContext {
     #[serde(flatten)]
@@ -24,6 +30,10 @@ pub struct GemmTilesContext {
     #[serde(skip)]
     pub format: GgmlType,
     pub weight_format: &'static str,
+    /// Whether the int8 variant is offered: the target has int8 matrix tiles and the format
+    /// unpacks to int8.
+    #[serde(skip)]
+    pub int8_offered: bool,
     pub k: usize,
     pub n: usize,
     /// Block tile: BM tokens x BN rows, stepping K by BK, with WARPS_M x WARPS_N warps.
@@ -32,6 +42,12 @@ pub struct GemmTilesContext {
     pub bk: u32,
     pub warps_m: u32,
     pub warps_n: u32,
+    /// Shared tile buffers: 1 loads then multiplies; 2 loads step k + 1 into registers while
+    /// multiplying step k (double buffering, one sync per step).
+    pub stages: u32,
+    /// The int8 variant (`matmul_gemm_tiles_q8`): int8 weights and per-32-block int8 x on
+    /// int8 matrix units, single-buffered.
+    pub int8: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -41,6 +57,8 @@ pub struct GemmTilesKnobs {
     pub bk: u32,
     pub warps_m: u32,
     pub warps_n: u32,
+    pub stages: u32,
+    pub int8: bool,
 }
 
 impl GemmTilesContext {
@@ -54,6 +72,7 @@ impl GemmTilesContext {
             target: TargetConsts::of(target),
             format,
             weight_format: weight_layout(format).map_or("unsupported", |l| l.tag),
+            int8_offered: target.has_int8_matrix_tiles() && INT8_FORMATS.contains(&format),
             k,
             n,
             bm: 0,
@@ -61,6 +80,8 @@ impl GemmTilesContext {
             bk: 0,
             warps_m: 0,
             warps_n: 0,
+            stages: 0,
+            int8: false,
         };
         let ctx = ctx.with_knobs(&ctx.default_knobs());
         ctx.validate().is_ok().then_some(ctx)
@@ -79,6 +100,8 @@ impl GemmTilesContext {
                 bk,
                 warps_m: 4,
                 warps_n: 2,
+                stages: 1,
+                int8: false,
             };
         }
         GemmTilesKnobs {
@@ -87,6 +110,8 @@ impl GemmTilesContext {
             bk,
             warps_m: 2,
             warps_n: 2,
+            stages: 1,
+            int8: false,
         }
     }
 
@@ -100,7 +125,11 @@ impl OpContext for GemmTilesContext {
         "matmul_gemm_tiles"
     }
     fn template(&self) -> &'static str {
-        "matmul_gemm_tiles.hip.tera"
+        if self.int8 {
+            "matmul_gemm_tiles_q8.hip.tera"
+        } else {
+            "matmul_gemm_tiles.hip.tera"
+        }
     }
     fn weight_format(&self) -> Option<GgmlType> {
         Some(self.format)
@@ -144,6 +173,20 @@ impl OpContext for GemmTilesContext {
                 )
             },
         )?;
+        require(matches!(self.stages, 1 | 2), self, || {
+            format!("{} tile stages; 1 or 2 are offered", self.stages)
+        })?;
+        require(
+            !self.int8 || (self.int8_offered && self.stages == 1 && self.bk.is_multiple_of(32)),
+            self,
+            || {
+                format!(
+                    "the int8 variant needs int8 matrix tiles on the target, a format with int8 \
+                     chunks (Q4_0, Q8_0), one stage and BK a multiple of 32 (BK {}, {} stages)",
+                    self.bk, self.stages
+                )
+            },
+        )?;
         check_launch(self)
     }
     fn block(&self) -> (u32, u32, u32) {
@@ -153,10 +196,15 @@ impl OpContext for GemmTilesContext {
             1,
         )
     }
+    /// The f16 tiles of every stage; the epilogue's f32 patches reuse them. int8: the int8
+    /// tiles (rows padded by 16 bytes) and an f32 scale per row and 32-value block.
     fn shared_bytes(&self) -> u32 {
-        let tiles = (self.bm + self.bn) * self.padded() * 2;
+        if self.int8 {
+            return (self.bm + self.bn) * (self.bk + 16 + self.bk / 32 * 4);
+        }
+        let tiles = self.stages * (self.bm + self.bn) * self.padded() * 2;
         let patches = self.warps_m * self.warps_n * 16 * (16 + 4) * 4;
-        tiles + patches
+        tiles.max(patches)
     }
     fn grid_rule(&self) -> GridRule {
         GridRule {
@@ -179,10 +227,12 @@ impl Tunable for GemmTilesContext {
             bk: self.bk,
             warps_m: self.warps_m,
             warps_n: self.warps_n,
+            stages: self.stages,
+            int8: self.int8,
         }
     }
     fn candidates(&self) -> Vec<GemmTilesKnobs> {
-        let mut list = vec![self.default_knobs()];
+        let mut tiles = vec![self.default_knobs()];
         for (bm, bn, bk, warps_m, warps_n) in [
             (64, 64, 64, 2, 2),
             (64, 64, 32, 2, 2),
@@ -196,15 +246,50 @@ impl Tunable for GemmTilesContext {
             (32, 64, 64, 1, 2),
             (32, 128, 64, 1, 4),
         ] {
-            list.push(GemmTilesKnobs {
+            tiles.push(GemmTilesKnobs {
                 bm,
                 bn,
                 bk,
                 warps_m,
                 warps_n,
+                stages: 1,
+                int8: false,
             });
         }
-        valid_candidates(self, list)
+        // Every tile again double-buffered, where both stages fit in shared memory.
+        let pipelined: Vec<GemmTilesKnobs> = tiles
+            .iter()
+            .map(|k| GemmTilesKnobs {
+                stages: 2,
+                ..k.clone()
+            })
+            .collect();
+        tiles.extend(pipelined);
+        if self.int8_offered {
+            for (bm, bn, bk, warps_m, warps_n) in [
+                (64, 64, 64, 2, 2),
+                (64, 64, 32, 2, 2),
+                (64, 64, 128, 2, 2),
+                (128, 128, 64, 4, 2),
+                (128, 128, 32, 4, 2),
+                (128, 128, 128, 4, 2),
+                (64, 128, 64, 2, 4),
+                (64, 128, 128, 2, 2),
+                (128, 64, 64, 4, 2),
+                (32, 128, 64, 1, 4),
+            ] {
+                tiles.push(GemmTilesKnobs {
+                    bm,
+                    bn,
+                    bk,
+                    warps_m,
+                    warps_n,
+                    stages: 1,
+                    int8: true,
+                });
+            }
+        }
+        valid_candidates(self, tiles)
     }
     fn with_knobs(&self, knobs: &GemmTilesKnobs) -> Self {
         GemmTilesContext {
@@ -213,6 +298,8 @@ impl Tunable for GemmTilesContext {
             bk: knobs.bk,
             warps_m: knobs.warps_m,
             warps_n: knobs.warps_n,
+            stages: knobs.stages,
+            int8: knobs.int8,
             ..self.clone()
         }
     }
