@@ -7,7 +7,7 @@ cd "$(dirname "$0")/../.."
 cargo build --release --quiet
 mkdir -p .devbin .devcarry
 cp target/release/rocmforge .devbin/ && strip .devbin/rocmforge
-tools/device/build-devbin.sh gpu_runtime gpu_ops gpu_model gpu_tune > /dev/null
+tools/device/build-devbin.sh gpu_runtime gpu_ops gpu_model gpu_tune gpu_gemm_tiles > /dev/null
 [ -f .devcarry/llamacpp-src.tar.xz ] || cp .peers/llamacpp-src.tar.xz .devcarry/
 smol=$(tools/fetch_smollm2.sh)
 half=$(( ($(stat -c %s "$smol") + 1) / 2 ))

@@ -104,7 +104,7 @@ all)
     setsid nohup bash -c "for t in Q4_0 Q4_K_M Q8_0; do [ -f $M/l8b-\$t.gguf ] || $RF synth --preset llama3-8b --type \$t --out $M/l8b-\$t.gguf; done; echo SYNTH_DONE" \
         > "$W/logs/synth8b.log" 2>&1 < /dev/null &
     log "GPU test binaries"
-    OUT=$W/gpucheck timeout 240 tools/device/gpu-check.sh "$W/bin" gpu_runtime gpu_ops gpu_model gpu_tune > "$W/logs/gpu-check.log" 2>&1
+    OUT=$W/gpucheck timeout 240 tools/device/gpu-check.sh "$W/bin" gpu_runtime gpu_ops gpu_model gpu_tune gpu_gemm_tiles > "$W/logs/gpu-check.log" 2>&1
     echo "## GPU tests" >> "$S"; cat "$W/gpucheck/summary.txt" >> "$S" 2>/dev/null
     echo -e "\n## verify: GPU vs CPU reference\n| model | result | logits | greedy |\n|---|---|---|---|" >> "$S"
     for m in qwen05-Q8_0 qwen05-Q4_0 qwen05-Q4_K_M qwen3-Q8_0; do verify "$m"; done
@@ -112,10 +112,16 @@ all)
     for _ in $(seq 150); do grep -q BUILD_EXIT "$W/logs/llama-build.log" && grep -q SYNTH_DONE "$W/logs/synth8b.log" && break; sleep 2; done
     echo -e "\n## bench (tok/s, median of 5; rocmforge / llama.cpp on this card)\n| model | rocmforge pp512 | llama.cpp pp512 | ratio | rocmforge tg128 | llama.cpp tg128 | ratio | roofline share |\n|---|---|---|---|---|---|---|---|" >> "$S"
     for m in qwen05-Q8_0 qwen05-Q4_0 qwen05-Q4_K_M l8b-Q4_0 l8b-Q4_K_M l8b-Q8_0; do bench "$m"; done
+    # Programmatic dependent launch off, rocmforge alone: what the overlap brings.
+    echo -e "\n### without dependent launch (ROCMFORGE_DEPENDENT_LAUNCH=0)" >> "$S"
+    for m in qwen05-Q4_0 l8b-Q4_0; do
+        ROCMFORGE_DEPENDENT_LAUNCH=0 timeout 120 $RF bench --gguf "$M/$m.gguf" --device cuda -p 512 -n 128 -r 5 > "$W/logs/rf-nodep-$m.txt" 2>&1
+        echo '```' >> "$S"; echo "$m" >> "$S"; grep -E "pp512|tg128" "$W/logs/rf-nodep-$m.txt" >> "$S"; echo '```' >> "$S"
+    done
     profile l8b-Q4_0
-    gemv_detail l8b-Q4_0
-    # The decode GEMV candidates on the 8B shapes (last: the database it writes applies from here on).
-    tune l8b-Q4_0 120 --only matmul_gemv
+    # The decode GEMV and prefill GEMM candidates on the 8B shapes (last: the database it writes
+    # applies from here on).
+    tune l8b-Q4_0 200 --only matmul_gemv --only matmul_gemm_tiles
     log "all done"
     ;;
 tune)
