@@ -5,11 +5,11 @@
 #   phase1 (carry .devbin, .devcarry/llamacpp-src.tar.xz): start the llama.cpp CUDA build and the
 #           8B model files (both outlive the call), write the small synthetic models, run the GPU
 #           test binaries and `rocmforge verify` on the synthetic models.
-#   phase2 (carry .devcarry/smol.part1): bench the synthetic models with rocmforge and
-#           llama-bench side by side on this card.
+#   phase2 (carry .devcarry/smol.part1, optionally .devbin/rocmforge): after all, verify and
+#           bench the defaults of the binary it brings, then tune qwen2.5-0.5b's matmuls.
 #   phase3 (carry .devcarry/smol.part2): join SmolLM2, verify it, bench it, time to first token.
-#   all (carry .devbin, .devcarry/llamacpp-src.tar.xz): phase1 and phase2 in one call (no
-#           SmolLM2).
+#   all (carry .devbin, .devcarry/llamacpp-src.tar.xz): phase1, then the benches of every
+#           synthetic model side by side with llama.cpp, a profile and tuning of the 8B (no SmolLM2).
 #   check (carry .devbin): GPU tests, verify and rocmforge's bench on two models; no peer.
 #   tune (right after all, machine still warm): rocmforge tune on qwen2.5-0.5b and llama3-8b,
 #           Q4_0 and Q4_K_M, each followed by a bench that applies the database it wrote.
@@ -165,12 +165,15 @@ phase1)
     log "phase1 done"
     ;;
 phase2)
+    # After all, machine still warm: the first half of SmolLM2 arrives (with, optionally, a new
+    # rocmforge in .devbin/); verify and bench the defaults, then tune qwen2.5-0.5b's matmuls.
     cp .devcarry/smol.part1 "$W/"
-    log "waiting for llama.cpp and the 8B models"
-    for _ in $(seq 120); do grep -q BUILD_EXIT "$W/logs/llama-build.log" && grep -q SYNTH_DONE "$W/logs/synth8b.log" && break; sleep 2; done
-    tail -2 "$W/logs/llama-build.log" "$W/logs/synth8b.log" >> "$W/logs/session.log"
-    echo -e "\n## bench (tok/s, median of 5; rocmforge / llama.cpp on this card)\n| model | rocmforge pp512 | llama.cpp pp512 | ratio | rocmforge tg128 | llama.cpp tg128 | ratio | roofline share |\n|---|---|---|---|---|---|---|---|" >> "$S"
-    for m in qwen05-Q8_0 qwen05-Q4_0 qwen05-Q4_K_M l8b-Q4_0 l8b-Q4_K_M l8b-Q8_0; do bench "$m"; done
+    echo -e "\n## phase2: verify\n| model | result | logits | greedy |\n|---|---|---|---|" >> "$S"
+    for m in qwen05-Q4_0 qwen05-Q8_0; do verify "$m"; done
+    for t in Q4_0 Q8_0; do verify "l8b4-$t" --gen-tokens 64; done
+    echo -e "\n## phase2: bench\n| model | rocmforge pp512 | llama.cpp pp512 | ratio | rocmforge tg128 | llama.cpp tg128 | ratio | roofline share |\n|---|---|---|---|---|---|---|---|" >> "$S"
+    for m in qwen05-Q8_0 qwen05-Q4_0 l8b-Q4_0 l8b-Q8_0; do bench "$m"; done
+    tune qwen05-Q4_0 150 --only matmul_gemv --only matmul_gemm_tiles
     log "phase2 done"
     ;;
 phase3)
