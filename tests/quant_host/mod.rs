@@ -23,6 +23,9 @@ static inline float4 make_float4(float a, float b, float c, float d) { return fl
 constexpr int WARP_SIZE = 32;
 static inline float rf_shfl_xor(float v, int) { return v; }
 static inline int rf_shfl_xor(int v, int) { return v; }
+// One thread, no stream: nothing to wait for or signal.
+static inline void rf_wait_for_inputs() {}
+static inline void rf_let_successor_launch() {}
 static inline int rf_dp4a(int a, int b, int c) {
     for (int i = 0; i < 4; ++i) c += (int)(signed char)(a >> 8 * i) * (int)(signed char)(b >> 8 * i);
     return c;

@@ -112,16 +112,15 @@ all)
     for _ in $(seq 150); do grep -q BUILD_EXIT "$W/logs/llama-build.log" && grep -q SYNTH_DONE "$W/logs/synth8b.log" && break; sleep 2; done
     echo -e "\n## bench (tok/s, median of 5; rocmforge / llama.cpp on this card)\n| model | rocmforge pp512 | llama.cpp pp512 | ratio | rocmforge tg128 | llama.cpp tg128 | ratio | roofline share |\n|---|---|---|---|---|---|---|---|" >> "$S"
     for m in qwen05-Q8_0 qwen05-Q4_0 qwen05-Q4_K_M l8b-Q4_0 l8b-Q4_K_M l8b-Q8_0; do bench "$m"; done
-    # Programmatic dependent launch off, rocmforge alone: what the overlap brings.
-    echo -e "\n### without dependent launch (ROCMFORGE_DEPENDENT_LAUNCH=0)" >> "$S"
+    # Programmatic dependent launch (opt-in), rocmforge alone: what the overlap brings.
+    echo -e "\n### with dependent launch (ROCMFORGE_DEPENDENT_LAUNCH=1)" >> "$S"
     for m in qwen05-Q4_0 l8b-Q4_0; do
-        ROCMFORGE_DEPENDENT_LAUNCH=0 timeout 120 $RF bench --gguf "$M/$m.gguf" --device cuda -p 512 -n 128 -r 5 > "$W/logs/rf-nodep-$m.txt" 2>&1
-        echo '```' >> "$S"; echo "$m" >> "$S"; grep -E "pp512|tg128" "$W/logs/rf-nodep-$m.txt" >> "$S"; echo '```' >> "$S"
+        ROCMFORGE_DEPENDENT_LAUNCH=1 timeout 120 $RF bench --gguf "$M/$m.gguf" --device cuda -p 512 -n 128 -r 5 > "$W/logs/rf-dep-$m.txt" 2>&1
+        echo '```' >> "$S"; echo "$m" >> "$S"; grep -E "pp512|tg128" "$W/logs/rf-dep-$m.txt" >> "$S"; echo '```' >> "$S"
     done
-    profile l8b-Q4_0
-    # The decode GEMV and prefill GEMM candidates on the 8B shapes (last: the database it writes
+    # The decode GEMV and prefill GEMM candidates on qwen2.5-0.5b (last: the database it writes
     # applies from here on).
-    tune l8b-Q4_0 200 --only matmul_gemv --only matmul_gemm_tiles
+    tune qwen05-Q4_0 120 --only matmul_gemv --only matmul_gemm_tiles
     log "all done"
     ;;
 tune)

@@ -64,8 +64,9 @@ pub struct CudaRuntime {
     ctx: Arc<CudaContext>,
     stream: sys::CUstream,
     info: DeviceInfo,
-    /// Launches marked `dependent` overlap the kernel before them (compute capability 9.0+,
-    /// unless ROCMFORGE_DEPENDENT_LAUNCH=0).
+    /// Launches marked `dependent` overlap the kernel before them: opt-in with
+    /// ROCMFORGE_DEPENDENT_LAUNCH=1 on compute capability 9.0+ (benches/RESULTS.md has what it
+    /// did on an H200; it has not earned being the default).
     dependent_launch: bool,
 }
 
@@ -96,7 +97,7 @@ impl CudaRuntime {
             sys::CUdevice_attribute::CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR,
         )?;
         let dependent_launch = major >= 9
-            && std::env::var("ROCMFORGE_DEPENDENT_LAUNCH").map_or(true, |v| v.trim() != "0");
+            && std::env::var("ROCMFORGE_DEPENDENT_LAUNCH").is_ok_and(|v| v.trim() == "1");
         Ok(Self {
             ctx,
             stream,

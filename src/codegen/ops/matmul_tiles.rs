@@ -87,31 +87,33 @@ impl GemmTilesContext {
         ctx.validate().is_ok().then_some(ctx)
     }
 
-    /// What `rocmforge tune` chose on an H200 (qwen2.5-0.5b and llama3-8b Q4_0, pp512): 64 x 64
-    /// tiles of 2 x 2 warps stepping K by 64 (by 32 where K is not a multiple of 64), 1.1-1.3x
-    /// over 128 x 128 tiles; for the widest weights (the 14336-row FFN of the 8B) 128 x 128
-    /// tiles of 4 x 2 warps stepping K by 64 (1.27x): enough blocks remain there to fill the GPU.
+    /// What `rocmforge tune` chose on an H200 (llama3-8b Q4_0, pp512): for the widest weights
+    /// (the 14336-row FFN) 128 x 128 tiles of 4 x 2 warps stepping K by 64, single-buffered;
+    /// for 4096 rows 128 x 128 tiles of 2 x 4 warps stepping K by 32, double-buffered (1.5-1.6x
+    /// over 64 x 64 single-buffered); for 1024 rows 32 x 64 tiles of 1 x 2 warps, double-buffered
+    /// (1.16x). Where a choice does not fit (shared memory, K), 64 x 64 tiles single-buffered.
     fn default_knobs(&self) -> GemmTilesKnobs {
         let bk = if self.k.is_multiple_of(64) { 64 } else { 32 };
-        if self.n >= 8192 && bk == 64 {
-            return GemmTilesKnobs {
-                bm: 128,
-                bn: 128,
-                bk,
-                warps_m: 4,
-                warps_n: 2,
-                stages: 1,
-                int8: false,
-            };
-        }
-        GemmTilesKnobs {
-            bm: 64,
-            bn: 64,
+        let knobs = |bm, bn, bk, warps_m, warps_n, stages| GemmTilesKnobs {
+            bm,
+            bn,
             bk,
-            warps_m: 2,
-            warps_n: 2,
-            stages: 1,
+            warps_m,
+            warps_n,
+            stages,
             int8: false,
+        };
+        let chosen = if self.n >= 8192 && bk == 64 {
+            knobs(128, 128, 64, 4, 2, 1)
+        } else if self.n >= 2048 {
+            knobs(128, 128, 32, 2, 4, 2)
+        } else {
+            knobs(32, 64, bk, 1, 2, 2)
+        };
+        if self.with_knobs(&chosen).validate().is_ok() {
+            chosen
+        } else {
+            knobs(64, 64, bk, 2, 2, 1)
         }
     }
 
