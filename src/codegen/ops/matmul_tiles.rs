@@ -87,11 +87,14 @@ impl GemmTilesContext {
         ctx.validate().is_ok().then_some(ctx)
     }
 
-    /// What `rocmforge tune` chose on an H200 (llama3-8b Q4_0, pp512): for the widest weights
-    /// (the 14336-row FFN) 128 x 128 tiles of 4 x 2 warps stepping K by 64, single-buffered;
-    /// for 4096 rows 128 x 128 tiles of 2 x 4 warps stepping K by 32, double-buffered (1.5-1.6x
-    /// over 64 x 64 single-buffered); for 1024 rows 32 x 64 tiles of 1 x 2 warps, double-buffered
-    /// (1.16x). Where a choice does not fit (shared memory, K), 64 x 64 tiles single-buffered.
+    /// What `rocmforge tune` chose on an H200 (llama3-8b and qwen2.5-0.5b Q4_0, pp512): for the
+    /// widest weights (the 14336-row FFN) 128 x 128 tiles of 4 x 2 warps stepping K by 64,
+    /// single-buffered; for 2048+ rows over a long K (4096, 14336) 128 x 128 tiles of 2 x 4 warps
+    /// stepping K by 32, double-buffered (1.5-1.6x over 64 x 64 single-buffered); for 2048+ rows
+    /// over a short K (896: 128 x 128 tiles leave too few blocks) 64 x 64, double-buffered
+    /// (1.68x over the 128 x 128 choice); below 2048 rows 32 x 64 tiles of 1 x 2 warps,
+    /// double-buffered (1.16x on 1024 rows; kept on qwen's 896 and 128 rows). Where a choice does
+    /// not fit (shared memory, K), 64 x 64 tiles single-buffered.
     fn default_knobs(&self) -> GemmTilesKnobs {
         let bk = if self.k.is_multiple_of(64) { 64 } else { 32 };
         let knobs = |bm, bn, bk, warps_m, warps_n, stages| GemmTilesKnobs {
@@ -105,8 +108,10 @@ impl GemmTilesContext {
         };
         let chosen = if self.n >= 8192 && bk == 64 {
             knobs(128, 128, 64, 4, 2, 1)
-        } else if self.n >= 2048 {
+        } else if self.n >= 2048 && self.k >= 2048 {
             knobs(128, 128, 32, 2, 4, 2)
+        } else if self.n >= 2048 {
+            knobs(64, 64, bk, 2, 2, 2)
         } else {
             knobs(32, 64, bk, 1, 2, 2)
         };
