@@ -282,6 +282,38 @@ fn plain_launches_when_graphs_are_off() {
 }
 
 #[test]
+fn only_decode_steps_launch_as_dependents_and_only_when_asked() {
+    let model = tiny_llama();
+    let dependent = |gpu: &GpuBackend, n_tokens: usize| -> Vec<bool> {
+        let request = ScheduleRequest {
+            n_tokens,
+            logits: Logits::LastRow,
+            argmax: true,
+        };
+        let launches = gpu.schedule(request).unwrap();
+        launches
+            .iter()
+            .filter_map(|l| match l {
+                Launch::Kernel { dims, .. } => Some(dims.dependent),
+                Launch::Copy { .. } => None,
+            })
+            .collect()
+    };
+    let (_, mut gpu) = backend_with(&model, Box::new(FakeKernels), ExecutorConfig::new(64));
+    assert!(dependent(&gpu, 1).iter().all(|&d| !d), "plain unless asked");
+    gpu.set_dependent_decode(true).unwrap();
+    let decode = dependent(&gpu, 1);
+    assert!(
+        !decode.is_empty() && decode.iter().all(|&d| d),
+        "decode: {decode:?}"
+    );
+    assert!(
+        dependent(&gpu, 5).iter().all(|&d| !d),
+        "prefill stays plain"
+    );
+}
+
+#[test]
 fn long_prompts_run_in_chunks_with_one_epilogue() {
     let model = tiny_llama();
     let mut config = ExecutorConfig::new(64);

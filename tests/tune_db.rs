@@ -14,7 +14,7 @@ use rocmforge::plan::Model;
 use rocmforge::tune::apply::{apply, choose};
 use rocmforge::tune::db::{candidate_set_checksum, db_path, entry_key};
 use rocmforge::tune::problems::{problem_uses, ProblemUse};
-use rocmforge::tune::{DbRead, Entry, Fingerprint, TuningDb};
+use rocmforge::tune::{launch_mode, DbRead, Entry, Fingerprint, TuningDb};
 
 const N_CTX: usize = 256;
 
@@ -324,4 +324,40 @@ fn the_database_lives_under_the_cache_dir() {
     std::env::set_var("ROCMFORGE_CACHE_DIR", &dir);
     let path = db_path(&fingerprint()).unwrap();
     assert_eq!(path, dir.join("tuning").join("cuda-NVIDIA_H200-sm_90.json"));
+}
+
+#[test]
+fn the_launch_mode_entry_is_per_model_and_applied_when_current() {
+    let ps = problems(&model());
+    let problem = launch_mode::problem(&ps);
+    // Another model (fewer kernel problems here) names another entry.
+    assert_ne!(problem, launch_mode::problem(&ps[1..]));
+    let faster = launch_mode::entry(problem.clone(), 1000.0, 1100.0);
+    assert_eq!(
+        faster.candidate, 1,
+        "10% faster dependent launches are chosen"
+    );
+    let within_noise = launch_mode::entry(problem.clone(), 1000.0, 1010.0);
+    assert_eq!(within_noise.candidate, 0, "1% is below the 2% bar");
+
+    let path = temp_dir("launch-mode").join(fingerprint().file_name());
+    let mut db = db_choosing_1(&ps);
+    db.insert(faster);
+    db.save(&path).unwrap();
+    let (choice, line) = choose(read(&path), &path, &fingerprint(), &ps);
+    assert!(launch_mode::dependent_decode(&choice), "{line}");
+    assert!(line.contains("dependents"), "{line}");
+    assert_eq!(
+        choice.candidate_for(&ps[0].problem),
+        1,
+        "kernel picks still apply"
+    );
+
+    // The same choice recorded for another launch-mode list is stale, not applied.
+    let mut stale = launch_mode::entry(problem, 1000.0, 1100.0);
+    stale.candidate_set = candidate_set_checksum("decode launches", &["a".to_string()], "");
+    db.insert(stale);
+    let applied = apply(&db, &ps);
+    assert!(!launch_mode::dependent_decode(&applied.choice));
+    assert_eq!(applied.stale, 1);
 }

@@ -10,11 +10,12 @@ use crate::codegen::TuningChoice;
 use crate::gguf::GgufFile;
 use crate::plan::{bind, Model, Plan};
 use crate::tune::apply::device_fingerprint;
+use crate::tune::apply::model_problems;
 use crate::tune::db::db_path;
 use crate::tune::problems::phase_name;
 use crate::tune::results::{Outcome, TuneReport};
 use crate::tune::tuner::{TuneOptions, Tuner};
-use crate::tune::{tuning_for_device, DbRead, TuningDb};
+use crate::tune::{launch_mode, tuning_for_device, DbRead, TuningDb};
 use clap::Args;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -87,10 +88,11 @@ pub fn run(a: &TuneArgs) -> Result<(), Box<dyn std::error::Error>> {
     let mut backend = GpuBackend::load(runtime.clone(), model.clone(), ExecutorConfig::new(n_ctx))?;
 
     // One round of the end-to-end comparison made at the end, timed to keep its share of the
-    // budget (the comparison runs 2 * bench_repeats such rounds).
+    // budget: the kernels' comparison runs 2 * bench_repeats such rounds, the launch modes'
+    // about as many decode runs.
     let bench_started = Instant::now();
     end_to_end(&mut backend, &model, n_ctx, a.bench_repeats.min(1))?;
-    let reserve = bench_started.elapsed() * 2 * a.bench_repeats as u32 + RESERVE;
+    let reserve = bench_started.elapsed() * 4 * a.bench_repeats as u32 + RESERVE;
     let options = TuneOptions {
         deadline: deadline
             .checked_sub(reserve)
@@ -158,8 +160,38 @@ pub fn run(a: &TuneArgs) -> Result<(), Box<dyn std::error::Error>> {
         Box::new(tuned),
     )?;
 
+    // Then how decode steps launch, with the tuned kernels: a database entry of its own.
+    let launches = if a.bench_repeats > 0 && runtime.dependent_launch() {
+        let [plain, dependent] = launch_modes(&mut backend, &model, n_ctx, a.bench_repeats)?;
+        let problems = model_problems(runtime.as_ref(), &model, n_ctx)?;
+        let entry = launch_mode::entry(
+            launch_mode::problem(&problems),
+            plain.median(),
+            dependent.median(),
+        );
+        db.insert(entry.clone());
+        db.save(&path)?;
+        Some((plain, dependent, entry))
+    } else {
+        None
+    };
+
     print_kernels(&report);
     print_end_to_end(&before, &after);
+    if let Some((plain, dependent, entry)) = launches {
+        println!("| decode launches | plain tg128 t/s | dependent tg128 t/s | speedup | chosen |");
+        println!("| --- | ---: | ---: | ---: | --- |");
+        println!(
+            "| {} | {:.2} ± {:.2} | {:.2} ± {:.2} | {:.2}x | {} |",
+            entry.problem,
+            plain.median(),
+            plain.spread(),
+            dependent.median(),
+            dependent.spread(),
+            dependent.median() / plain.median().max(f64::MIN_POSITIVE),
+            entry.knobs
+        );
+    }
     println!("total {:.1} s", start.elapsed().as_secs_f64());
     Ok(())
 }
@@ -208,8 +240,35 @@ fn before_and_after(
         }
         spare = backend.replace_kernels(spare)?;
     }
+    // Leave the tuned kernels in place.
+    drop(backend.replace_kernels(spare)?);
     let [before, after] = sides;
     Ok((before, after))
+}
+
+/// tg128 with plain and with dependent decode launches, one repeat of each in turn.
+fn launch_modes(
+    backend: &mut GpuBackend,
+    model: &Model,
+    n_ctx: usize,
+    repeats: usize,
+) -> Result<[Series; 2], Box<dyn std::error::Error>> {
+    let mut sides: [Option<Series>; 2] = [None, None];
+    for round in 0..2 * repeats {
+        let dependent = round % 2 == 1;
+        backend.set_dependent_decode(dependent)?;
+        let b: &mut dyn Backend = backend;
+        let measured = token_generation(b, model.hparams.n_vocab, 128.min(n_ctx), 1)?;
+        match &mut sides[usize::from(dependent)] {
+            Some(series) => series.samples.extend(measured.samples),
+            side => *side = Some(measured),
+        }
+    }
+    backend.set_dependent_decode(false)?;
+    let [Some(plain), Some(dependent)] = sides else {
+        return Err("no repeats to compare launch modes with".into());
+    };
+    Ok([plain, dependent])
 }
 
 fn print_kernels(report: &TuneReport) {

@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use super::db::{db_path, DbRead, Fingerprint, TuningDb};
 use super::error::TuneError;
+use super::launch_mode;
 use super::problems::{problem_uses, ProblemUse};
 use crate::backend::gpu::compiled::target_of;
 use crate::backend::gpu::GpuRuntime;
@@ -27,6 +28,17 @@ pub struct Applied {
     pub stale: usize,
 }
 
+impl Applied {
+    /// What the line about the database adds for the launch mode.
+    fn launch_note(&self) -> &'static str {
+        if launch_mode::dependent_decode(&self.choice) {
+            "; decode kernels launch as dependents"
+        } else {
+            ""
+        }
+    }
+}
+
 /// Picks, for each of `problems`, the winner its entry records, unless the entry's candidate
 /// set is not the problem's current one.
 pub fn apply(db: &TuningDb, problems: &[ProblemUse]) -> Applied {
@@ -45,6 +57,9 @@ pub fn apply(db: &TuningDb, problems: &[ProblemUse]) -> Applied {
         } else {
             out.stale += 1;
         }
+    }
+    if launch_mode::apply(db, problems, &mut out.choice) == Some(false) {
+        out.stale += 1;
     }
     out
 }
@@ -93,6 +108,7 @@ pub fn choose(
                     problems.len()
                 )
             };
+            let line = line + a.launch_note();
             (a.choice, line)
         }
     }

@@ -8,11 +8,13 @@
 //! results   what was measured per candidate, which one wins, the database entry
 //! db        fingerprint, entries keyed by problem, bucket and candidate-set checksum, files
 //! apply     database -> TuningChoice for a model, and the one line saying what was applied
+//! launch_mode  plain or dependent kernel launches in decode steps, measured and stored per model
 //! ```
 
 pub mod apply;
 pub mod db;
 pub mod error;
+pub mod launch_mode;
 pub mod measure;
 pub mod problems;
 pub mod results;

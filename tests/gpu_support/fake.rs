@@ -296,7 +296,8 @@ impl KernelTable for FakeKernels {
                 grid: (n_tokens as u32, 1, 1),
                 block: (32, 1, 1),
                 shared_bytes: 0,
-                dependent: false,
+                // As rendered kernels: the executor decides where that is used.
+                dependent: true,
             },
         })
     }

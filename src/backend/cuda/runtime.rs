@@ -64,9 +64,8 @@ pub struct CudaRuntime {
     ctx: Arc<CudaContext>,
     stream: sys::CUstream,
     info: DeviceInfo,
-    /// Launches marked `dependent` overlap the kernel before them: opt-in with
-    /// ROCMFORGE_DEPENDENT_LAUNCH=1 on compute capability 9.0+ (benches/RESULTS.md has what it
-    /// did on an H200; it has not earned being the default).
+    /// Launches marked `dependent` overlap the kernel before them: compute capability 9.0+, and
+    /// ROCMFORGE_DEPENDENT_LAUNCH=0 turns it off whatever the tuning chose.
     dependent_launch: bool,
 }
 
@@ -97,7 +96,7 @@ impl CudaRuntime {
             sys::CUdevice_attribute::CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR,
         )?;
         let dependent_launch = major >= 9
-            && std::env::var("ROCMFORGE_DEPENDENT_LAUNCH").is_ok_and(|v| v.trim() == "1");
+            && std::env::var("ROCMFORGE_DEPENDENT_LAUNCH").map_or(true, |v| v.trim() != "0");
         Ok(Self {
             ctx,
             stream,
@@ -162,6 +161,10 @@ impl Drop for CudaRuntime {
 }
 
 impl GpuRuntime for CudaRuntime {
+    fn dependent_launch(&self) -> bool {
+        self.dependent_launch
+    }
+
     fn info(&self) -> &DeviceInfo {
         &self.info
     }

@@ -11,7 +11,7 @@ use crate::backend::hip::HipRuntime;
 use crate::backend::{Backend, BackendError};
 use crate::codegen::TuningChoice;
 use crate::plan::Model;
-use crate::tune::tuning_for_device;
+use crate::tune::{launch_mode, tuning_for_device};
 
 /// A parsed `--device` value.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -150,7 +150,10 @@ pub fn open_backend_tuned(
                     choice
                 }
             };
-            let config = ExecutorConfig::new(n_ctx);
+            let config = ExecutorConfig {
+                dependent_decode: launch_mode::dependent_decode(&choice),
+                ..ExecutorConfig::new(n_ctx)
+            };
             Ok(Box::new(GpuBackend::load_tuned(
                 runtime, model, config, &choice,
             )?))

@@ -140,6 +140,11 @@ pub enum RuntimeError {
 /// addresses are `unsafe`: the caller guarantees the handle came from this runtime and is alive.
 pub trait GpuRuntime: Send + Sync {
     fn info(&self) -> &DeviceInfo;
+    /// Whether launches marked `LaunchDims::dependent` really overlap their predecessor here
+    /// (otherwise they run in plain stream order).
+    fn dependent_launch(&self) -> bool {
+        false
+    }
     fn mem_info(&self) -> Result<MemInfo, RuntimeError>;
 
     fn alloc(&self, bytes: usize) -> Result<DevicePtr, RuntimeError>;

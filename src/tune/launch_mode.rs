@@ -1,0 +1,64 @@
+//! How a model's decode steps launch their kernels: plainly, one after another, or as dependents
+//! that start under their predecessor's tail (CUDA programmatic dependent launch). Neither wins
+//! everywhere: on an H200 dependent launches made SmolLM2's and qwen2.5-0.5b's decode 4-10%
+//! faster and llama3-8b's 17% slower, so `rocmforge tune` measures it per model and stores the
+//! choice as one database entry, which `run`, `bench` and `verify` apply with the kernels'.
+
+use super::db::{candidate_set_checksum, Entry, TuningDb};
+use super::problems::ProblemUse;
+use crate::codegen::TuningChoice;
+
+/// The pick a `TuningChoice` carries for the launch mode: 0 plain, 1 dependent.
+pub const PICK: &str = "decode launches";
+/// The bucket of the launch-mode entry.
+pub const BUCKET: &str = "decode";
+const CANDIDATES: [&str; 2] = ["plain", "dependent"];
+/// Dependent launches must be at least this much faster to be chosen (as for kernels).
+const MIN_GAIN: f64 = 1.02;
+
+/// The database problem of the model whose kernel problems are `problems` (they name its shapes
+/// and formats, so their checksum names the model as far as launching goes).
+pub fn problem(problems: &[ProblemUse]) -> String {
+    let names: Vec<String> = problems.iter().map(|p| p.problem.clone()).collect();
+    let digest = candidate_set_checksum(PICK, &names, "");
+    format!("{PICK} of model {}", &digest[..16])
+}
+
+/// The checksum of the two launch modes.
+pub fn candidate_set() -> String {
+    let names: Vec<String> = CANDIDATES.iter().map(|c| c.to_string()).collect();
+    candidate_set_checksum(PICK, &names, "")
+}
+
+/// The entry for `problem` from decode speeds (tokens per second) with plain and with dependent
+/// launches.
+pub fn entry(problem: String, plain_tps: f64, dependent_tps: f64) -> Entry {
+    let dependent = dependent_tps >= plain_tps * MIN_GAIN;
+    let us = |tps: f64| 1e6 / tps.max(f64::MIN_POSITIVE);
+    Entry {
+        problem,
+        bucket: BUCKET.to_string(),
+        candidate_set: candidate_set(),
+        candidate: usize::from(dependent),
+        candidates: CANDIDATES.len(),
+        knobs: format!("{{\"launch\":\"{}\"}}", CANDIDATES[usize::from(dependent)]),
+        default_us: us(plain_tps),
+        best_us: us(if dependent { dependent_tps } else { plain_tps }),
+    }
+}
+
+/// What applying `db` to the model of `problems` adds to `choice`: `Some(true)` when its entry
+/// is current (picked into `choice`), `Some(false)` when it is stale, `None` without one.
+pub fn apply(db: &TuningDb, problems: &[ProblemUse], choice: &mut TuningChoice) -> Option<bool> {
+    let entry = db.get(&problem(problems), BUCKET)?;
+    let current = entry.candidate_set == candidate_set() && entry.candidate < CANDIDATES.len();
+    if current {
+        choice.pick(PICK, entry.candidate);
+    }
+    Some(current)
+}
+
+/// Whether `choice` launches decode steps as dependents.
+pub fn dependent_decode(choice: &TuningChoice) -> bool {
+    choice.candidate_for(PICK) == 1
+}
