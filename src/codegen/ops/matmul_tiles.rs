@@ -61,6 +61,49 @@ pub struct GemmTilesKnobs {
     pub int8: bool,
 }
 
+/// A tile shape: (bm, bn, bk, warps_m, warps_n).
+type Tile = (u32, u32, u32, u32, u32);
+
+/// The f16 tile shapes the tuner tries, each single- and double-buffered.
+const F16_TILES: [Tile; 10] = [
+    (64, 64, 64, 2, 2),
+    (64, 64, 32, 2, 2),
+    (128, 128, 64, 4, 2),
+    (64, 128, 32, 2, 4),
+    (128, 64, 32, 4, 2),
+    (64, 128, 64, 2, 2),
+    (128, 128, 32, 4, 2),
+    (128, 128, 32, 2, 4),
+    (32, 64, 64, 1, 2),
+    (32, 128, 64, 1, 4),
+];
+
+/// The int8 tile shapes the tuner tries where the format and target allow them.
+const INT8_TILES: [Tile; 10] = [
+    (64, 64, 64, 2, 2),
+    (64, 64, 32, 2, 2),
+    (64, 64, 128, 2, 2),
+    (128, 128, 64, 4, 2),
+    (128, 128, 32, 4, 2),
+    (128, 128, 128, 4, 2),
+    (64, 128, 64, 2, 4),
+    (64, 128, 128, 2, 2),
+    (128, 64, 64, 4, 2),
+    (32, 128, 64, 1, 4),
+];
+
+fn tile_knobs((bm, bn, bk, warps_m, warps_n): Tile, stages: u32, int8: bool) -> GemmTilesKnobs {
+    GemmTilesKnobs {
+        bm,
+        bn,
+        bk,
+        warps_m,
+        warps_n,
+        stages,
+        int8,
+    }
+}
+
 impl GemmTilesContext {
     /// The context for `target`, or None when the target has no matrix tiles or the shape does
     /// not fit the default tile (the caller then uses the FP32 GEMM).
@@ -97,14 +140,8 @@ impl GemmTilesContext {
     /// not fit (shared memory, K), 64 x 64 tiles single-buffered.
     fn default_knobs(&self) -> GemmTilesKnobs {
         let bk = if self.k.is_multiple_of(64) { 64 } else { 32 };
-        let knobs = |bm, bn, bk, warps_m, warps_n, stages| GemmTilesKnobs {
-            bm,
-            bn,
-            bk,
-            warps_m,
-            warps_n,
-            stages,
-            int8: false,
+        let knobs = |bm, bn, bk, warps_m, warps_n, stages| {
+            tile_knobs((bm, bn, bk, warps_m, warps_n), stages, false)
         };
         // K-quants (256-value blocks, the heaviest dequantization) keep single-buffered tiles
         // over a long K: llama3-8b Q4_K_M prefill ran 5436 tok/s with the double-buffered
@@ -246,61 +283,11 @@ impl Tunable for GemmTilesContext {
     }
     fn candidates(&self) -> Vec<GemmTilesKnobs> {
         let mut tiles = vec![self.default_knobs()];
-        for (bm, bn, bk, warps_m, warps_n) in [
-            (64, 64, 64, 2, 2),
-            (64, 64, 32, 2, 2),
-            (128, 128, 64, 4, 2),
-            (64, 128, 32, 2, 4),
-            (128, 64, 32, 4, 2),
-            (64, 128, 64, 2, 2),
-            (128, 128, 32, 4, 2),
-            (128, 128, 32, 2, 4),
-            (128, 128, 64, 4, 2),
-            (32, 64, 64, 1, 2),
-            (32, 128, 64, 1, 4),
-        ] {
-            tiles.push(GemmTilesKnobs {
-                bm,
-                bn,
-                bk,
-                warps_m,
-                warps_n,
-                stages: 1,
-                int8: false,
-            });
-        }
+        tiles.extend(F16_TILES.iter().map(|&t| tile_knobs(t, 1, false)));
         // Every tile again double-buffered, where both stages fit in shared memory.
-        let pipelined: Vec<GemmTilesKnobs> = tiles
-            .iter()
-            .map(|k| GemmTilesKnobs {
-                stages: 2,
-                ..k.clone()
-            })
-            .collect();
-        tiles.extend(pipelined);
+        tiles.extend(F16_TILES.iter().map(|&t| tile_knobs(t, 2, false)));
         if self.int8_offered {
-            for (bm, bn, bk, warps_m, warps_n) in [
-                (64, 64, 64, 2, 2),
-                (64, 64, 32, 2, 2),
-                (64, 64, 128, 2, 2),
-                (128, 128, 64, 4, 2),
-                (128, 128, 32, 4, 2),
-                (128, 128, 128, 4, 2),
-                (64, 128, 64, 2, 4),
-                (64, 128, 128, 2, 2),
-                (128, 64, 64, 4, 2),
-                (32, 128, 64, 1, 4),
-            ] {
-                tiles.push(GemmTilesKnobs {
-                    bm,
-                    bn,
-                    bk,
-                    warps_m,
-                    warps_n,
-                    stages: 1,
-                    int8: true,
-                });
-            }
+            tiles.extend(INT8_TILES.iter().map(|&t| tile_knobs(t, 1, true)));
         }
         valid_candidates(self, tiles)
     }
