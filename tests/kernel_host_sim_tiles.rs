@@ -1,8 +1,10 @@
-//! The prefill GEMM on matrix tiles (`matmul_gemm_tiles`, NVIDIA targets) executed on the host
-//! (tests/host_sim) for every tuning candidate, against the product of the f16-rounded
-//! dequantized weights and activations summed in f64. The matrix prelude is replaced by a scalar
-//! stand-in (tests/host_sim/matrix_host.hip) and the CUDA prelude by the HIP one, so what runs is
-//! the kernel's own code: tile loads and stores, pipelining, partial tiles, the epilogue.
+//! The prefill GEMM on matrix tiles (`matmul_gemm_tiles`) executed on the host (tests/host_sim)
+//! for every tuning candidate, against the product of the f16-rounded dequantized weights and
+//! activations summed in f64. For NVIDIA the matrix prelude is replaced by a scalar stand-in
+//! (tests/host_sim/matrix_host.hip) and the CUDA prelude by the HIP one; for AMD (gfx90a) only
+//! the MFMA instruction is replaced, by a lane-by-lane emulation (tests/host_sim/mfma_host.hip),
+//! so the fragment layout code of the HIP matrix prelude runs too. Either way what runs is the
+//! kernel's own code: tile loads and stores, pipelining, partial tiles, the epilogue.
 
 mod gemm_tiles_case;
 mod host_sim;
@@ -25,17 +27,18 @@ const TOL: f32 = 2e-5;
 const ARGS: &str =
     "(const unsigned char*)B[0], (const float*)B[1], (float*)B[2], (const float*)B[3], n_tokens";
 
-/// The templates with the CUDA preludes swapped for host-runnable ones, in a fresh folder.
+/// The templates with the device-only preludes swapped for host-runnable ones, in a fresh
+/// folder.
 fn host_templates(name: &str) -> PathBuf {
     let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("templates");
+    let host = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/host_sim");
     let dir =
         std::env::temp_dir().join(format!("rocmforge-templates-{name}-{}", std::process::id()));
     for name in template_names() {
         let from = match name {
             "prelude/cuda.hip.tera" => src.join("prelude/hip.hip.tera"),
-            "prelude/matrix_cuda.hip.tera" => {
-                Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/host_sim/matrix_host.hip")
-            }
+            "prelude/matrix_cuda.hip.tera" => host.join("matrix_host.hip"),
+            "prelude/mfma_hip.hip.tera" => host.join("mfma_host.hip"),
             _ => src.join(name),
         };
         let to = dir.join(name);
@@ -61,8 +64,13 @@ fn launch(case: &Case, spec: KernelSpec) -> Launch {
 }
 /// Runs each case with the candidates `pick(index, count)` selects, compares with the oracle and
 /// returns the knobs (JSON) that ran.
-fn check(name: &str, cases: &[Case], pick: impl Fn(usize, usize) -> bool) -> Vec<String> {
-    let target = Target::parse("sm_90").unwrap();
+fn check(
+    name: &str,
+    target: &str,
+    cases: &[Case],
+    pick: impl Fn(usize, usize) -> bool,
+) -> Vec<String> {
+    let target = Target::parse(target).unwrap();
     let dir = host_templates(name);
     let renderer = Renderer::from_dir(&dir).unwrap();
     let mut launches = Vec::new();
@@ -105,7 +113,7 @@ fn check(name: &str, cases: &[Case], pick: impl Fn(usize, usize) -> bool) -> Vec
 fn every_gemm_tiles_candidate_matches_the_reference_product() {
     let mut rng = Rng::new(5);
     let cases = [Case::new(&mut rng, GgmlType::Q4_0, 256, 80, 70)];
-    let ran = check("tiles-all", &cases, |_, _| true);
+    let ran = check("tiles-all", "sm_90", &cases, |_, _| true);
     // Both pipelining depths, the int8 variant and both warp layouts ran (empty: no host
     // compiler, skipped).
     for knob in [
@@ -135,5 +143,24 @@ fn gemm_tiles_formats_match_the_reference_product() {
         Case::new(&mut rng, GgmlType::F16, 128, 64, 65),
         Case::new(&mut rng, GgmlType::Q5_1, 64, 16, 3),
     ];
-    check("tiles-formats", &cases, |i, count| i == 0 || i + 1 == count);
+    check("tiles-formats", "sm_90", &cases, |i, count| {
+        i == 0 || i + 1 == count
+    });
+}
+
+/// AMD matrix cores (64-lane wavefronts): every candidate on Q4_0 with partial tiles, the
+/// default and the last candidate on a K-quant.
+#[test]
+fn mfma_tiles_match_the_reference_product() {
+    let mut rng = Rng::new(7);
+    let cases = [Case::new(&mut rng, GgmlType::Q4_0, 256, 80, 70)];
+    let ran = check("tiles-mfma", "gfx90a", &cases, |_, _| true);
+    assert!(
+        ran.is_empty() || ran.iter().any(|k| k.contains("\"stages\":2")),
+        "{ran:?}"
+    );
+    let cases = [Case::new(&mut rng, GgmlType::Q4K, 512, 48, 33)];
+    check("tiles-mfma-k", "gfx90a", &cases, |i, count| {
+        i == 0 || i + 1 == count
+    });
 }

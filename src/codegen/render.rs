@@ -29,6 +29,8 @@ const TEMPLATES: &[(&str, &str)] = embedded![
     "prelude/cuda.hip.tera",
     "prelude/common.hip.tera",
     "prelude/matrix_cuda.hip.tera",
+    "prelude/matrix_hip.hip.tera",
+    "prelude/mfma_hip.hip.tera",
     "quant/dot.hip.tera",
     "quant/k_scale_min.hip.tera",
     "quant/words_a2.hip.tera",

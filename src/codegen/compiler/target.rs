@@ -38,10 +38,16 @@ pub struct Target {
 
 impl Target {
     /// Whether the matrix-tile prelude (`templates/prelude/matrix_<platform>.hip.tera`) exists for
-    /// this target: NVIDIA tensor cores from Volta (sm_70) on. AMD matrix cores (MFMA on gfx90a,
-    /// WMMA on gfx11) have no prelude yet, so AMD targets use the FP32 tiled GEMM.
+    /// this target: NVIDIA tensor cores from Volta (sm_70) on; AMD matrix cores where they have
+    /// v_mfma_f32_16x16x16f16 (CDNA: gfx908, gfx90a, gfx94x). RDNA (gfx10, no matrix cores;
+    /// gfx11, WMMA) has no prelude yet and uses the FP32 tiled GEMM.
     pub fn has_matrix_tiles(&self) -> bool {
-        self.cuda_compute_capability().is_some_and(|cc| cc >= 70)
+        match self.platform {
+            Platform::Cuda => self.cuda_compute_capability().is_some_and(|cc| cc >= 70),
+            Platform::Hip => ["gfx908", "gfx90a", "gfx94"]
+                .iter()
+                .any(|mfma| self.arch.starts_with(mfma)),
+        }
     }
 
     /// Whether the matrix-tile prelude's int8 multiply (`rf_mma_s8_16x8x32`, PTX

@@ -1,5 +1,5 @@
-//! The prefill GEMM on matrix units (tensor cores): f16 tiles of dequantized weights and
-//! activations, f32 accumulation. Offered only for targets with a matrix-tile prelude
+//! The prefill GEMM on matrix units (NVIDIA tensor cores, AMD MFMA matrix cores): f16 tiles of
+//! dequantized weights and activations, f32 accumulation. Offered only for targets with a matrix-tile prelude
 //! (`Target::has_matrix_tiles`); elsewhere prefill uses the FP32 tiled GEMM (`GemmContext`).
 //! Knobs: the block tile and warp layout, `stages` (double-buffered tiles) and `int8`, a variant
 //! (`matmul_gemm_tiles_q8`) on int8 matrix units for formats that unpack to int8, offered to the
