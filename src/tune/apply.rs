@@ -32,7 +32,7 @@ impl Applied {
     /// What the line about the database adds for the launch mode.
     fn launch_note(&self) -> &'static str {
         if launch_mode::dependent_decode(&self.choice) {
-            "; decode kernels launch as dependents"
+            launch_mode::NOTE
         } else {
             ""
         }
@@ -145,5 +145,15 @@ pub fn tuning_for_device(
     let problems = model_problems(runtime.as_ref(), model, n_ctx)?;
     let path = db_path(&fingerprint)?;
     let read = TuningDb::read(&path, &fingerprint);
-    Ok(choose(read, &path, &fingerprint, &problems))
+    let (mut choice, line) = choose(read, &path, &fingerprint, &problems);
+    if launch_mode::dependent_decode(&choice) && !runtime.dependent_launch() {
+        choice.pick(launch_mode::PICK, 0);
+        let line = line.replace(
+            launch_mode::NOTE,
+            "; decode kernels launch plainly (dependent launches are off here: \
+             ROCMFORGE_DEPENDENT_LAUNCH=0)",
+        );
+        return Ok((choice, line));
+    }
+    Ok((choice, line))
 }

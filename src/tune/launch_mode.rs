@@ -10,6 +10,8 @@ use crate::codegen::TuningChoice;
 
 /// The pick a `TuningChoice` carries for the launch mode: 0 plain, 1 dependent.
 pub const PICK: &str = "decode launches";
+/// What the line about the applied database says when decode launches are dependent.
+pub const NOTE: &str = "; decode kernels launch as dependents";
 /// The bucket of the launch-mode entry.
 pub const BUCKET: &str = "decode";
 const CANDIDATES: [&str; 2] = ["plain", "dependent"];
