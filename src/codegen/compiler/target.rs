@@ -158,7 +158,7 @@ mod tests {
     }
 
     #[test]
-    fn matrix_tiles_follow_the_compute_capability() {
+    fn matrix_tiles_follow_the_compute_capability_or_mfma() {
         let caps = |t: &str| {
             let t = Target::parse(t).unwrap();
             (t.has_matrix_tiles(), t.has_int8_matrix_tiles())
@@ -167,7 +167,11 @@ mod tests {
         assert_eq!(caps("sm_75"), (true, false));
         assert_eq!(caps("sm_80"), (true, true));
         assert_eq!(caps("sm_90a"), (true, true));
-        assert_eq!(caps("gfx90a"), (false, false));
+        assert_eq!(caps("gfx90a"), (true, false));
+        assert_eq!(caps("gfx908"), (true, false));
+        assert_eq!(caps("gfx942"), (true, false));
+        assert_eq!(caps("gfx1030"), (false, false));
+        assert_eq!(caps("gfx1100"), (false, false));
     }
 
     #[test]
