@@ -52,6 +52,10 @@ pub struct TuneArgs {
     /// Most timed passes per candidate and phase (the median counts)
     #[arg(long, default_value_t = 15)]
     pub repeats: usize,
+    /// Also print every candidate of every tuned kernel: knobs, time per call, speedup over the
+    /// default, or why it was rejected
+    #[arg(long)]
+    pub candidates: bool,
     /// Repeats of the end-to-end pp512 / tg128 runs with the default and the tuned kernels,
     /// taken in turn; 0 skips them
     #[arg(long, default_value_t = 3)]
@@ -177,6 +181,11 @@ pub fn run(a: &TuneArgs) -> Result<(), Box<dyn std::error::Error>> {
     };
 
     print_kernels(&report);
+    if a.candidates {
+        for r in &report.results {
+            print!("{}", r.candidate_table());
+        }
+    }
     print_end_to_end(&before, &after);
     if let Some((plain, dependent, entry)) = launches {
         println!("| decode launches | plain tg128 t/s | dependent tg128 t/s | speedup | chosen |");

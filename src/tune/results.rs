@@ -3,7 +3,7 @@
 
 use super::db::Entry;
 use super::measure::Workload;
-use super::problems::ProblemUse;
+use super::problems::{phase_name, ProblemUse};
 use crate::codegen::KernelKind;
 
 /// A candidate must be this much faster (mean over phases) to replace the default: less is
@@ -133,6 +133,55 @@ impl ProblemResult {
             default_us: self.phases.iter().map(|p| p.default_us).sum(),
             best_us: self.phases.iter().map(|p| p.chosen_us).sum(),
         })
+    }
+}
+
+impl ProblemResult {
+    /// Every candidate of the problem as a markdown table: knobs, time per call in each phase
+    /// (or why it has none) and speedup over the default (mean over phases); the chosen one
+    /// marked. What `rocmforge tune --candidates` prints.
+    pub fn candidate_table(&self) -> String {
+        let p = &self.problem;
+        let phases: Vec<&str> = p.phases().into_iter().map(phase_name).collect();
+        let mut out = format!("\n#### {} ({})\n| # | knobs |", p.problem, p.bucket());
+        for phase in &phases {
+            out.push_str(&format!(" {phase} µs |"));
+        }
+        out.push_str(" speedup |\n| ---: | --- |");
+        out.push_str(&" ---: |".repeat(phases.len() + 1));
+        out.push('\n');
+        let base = match self.outcomes.first() {
+            Some(Outcome::Timed(t)) => t.clone(),
+            _ => Vec::new(),
+        };
+        for (i, outcome) in self.outcomes.iter().enumerate() {
+            let mark = if i == self.chosen { " (chosen)" } else { "" };
+            let cells = match outcome {
+                Outcome::Timed(times) => {
+                    let ratios: Vec<f64> = times
+                        .iter()
+                        .zip(&base)
+                        .map(|(&t, &t0)| ratio(t, t0))
+                        .collect();
+                    let mean = ratios.iter().sum::<f64>() / ratios.len().max(1) as f64;
+                    let times: Vec<String> = times.iter().map(|t| format!("{t:.2}")).collect();
+                    format!(
+                        "{} | {:.2}x",
+                        times.join(" | "),
+                        1.0 / mean.max(f64::MIN_POSITIVE)
+                    )
+                }
+                Outcome::Rejected(reason) => {
+                    let reason = reason.replace('|', "/");
+                    format!("rejected: {reason}{}", " |".repeat(phases.len()))
+                }
+                Outcome::NotMeasured => {
+                    format!("not measured (budget){}", " |".repeat(phases.len()))
+                }
+            };
+            out.push_str(&format!("| {i}{mark} | {} | {cells} |\n", p.knobs(i)));
+        }
+        out
     }
 }
 
