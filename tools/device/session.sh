@@ -62,7 +62,7 @@ tune() { # model budget [tune args]: rocmforge tune, then rocmforge bench with t
     log "tune $m (budget $budget s) $*"
     echo -e "\n### rocmforge tune $m (--budget-seconds $budget $*)" >> "$S"
     /usr/bin/time -f "tune wall time %e s" timeout $((budget + 90)) $RF tune --gguf "$M/$m.gguf" --device cuda \
-        --budget-seconds "$budget" "$@" > "$W/logs/tune-$m.txt" 2> "$W/logs/tune-$m.err"
+        --budget-seconds "$budget" --candidates "$@" > "$W/logs/tune-$m.txt" 2> "$W/logs/tune-$m.err"
     cat "$W/logs/tune-$m.txt" >> "$S"; tail -3 "$W/logs/tune-$m.err" >> "$S"
     timeout 200 $RF bench --gguf "$M/$m.gguf" --device cuda -p 512 -n 128 -r 5 > "$W/logs/rf-tuned-$m.txt" 2>&1
     echo '```' >> "$S"; grep -E "tuning|pp512|tg128" "$W/logs/rf-tuned-$m.txt" >> "$S"; echo '```' >> "$S"
