@@ -82,11 +82,20 @@ fn every_candidate_is_checked_and_timed_with_its_own_kernel() {
         let rows: Vec<&str> = table.lines().filter(|l| l.starts_with('|')).collect();
         assert_eq!(rows.len(), p.candidates + 2, "{table}");
         let cells = |row: &str| row.matches('|').count();
-        assert!(rows.iter().all(|row| cells(row) == cells(rows[0])), "{table}");
+        assert!(
+            rows.iter().all(|row| cells(row) == cells(rows[0])),
+            "{table}"
+        );
         assert!(rows[2].starts_with("| 0 (chosen) |"), "{table}");
-        assert!(rows[2].contains(&p.knobs(0)) && rows[2].contains("1.00x"), "{table}");
+        assert!(
+            rows[2].contains(&p.knobs(0)) && rows[2].contains("1.00x"),
+            "{table}"
+        );
         let last = p.candidates - 1;
-        assert!(rows.last().unwrap().starts_with(&format!("| {last} |")), "{table}");
+        assert!(
+            rows.last().unwrap().starts_with(&format!("| {last} |")),
+            "{table}"
+        );
         let entry = r.entry().expect("an entry");
         assert_eq!((entry.candidate, entry.candidates), (0, p.candidates));
         assert_eq!(entry.bucket, p.bucket());
