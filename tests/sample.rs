@@ -150,10 +150,15 @@ fn same_seed_same_tokens_and_other_seeds_differ() {
     assert_ne!(run(42), run(43));
 }
 
+/// Logits whose softmax is `p` (p sums to 1).
+fn log_probs(p: &[f64]) -> Vec<f32> {
+    p.iter().map(|x| x.ln() as f32).collect()
+}
+
 #[test]
 fn draws_follow_the_softmax() {
     let p = [0.5f64, 0.3, 0.2];
-    let logits: Vec<f32> = p.iter().map(|x| x.ln() as f32).collect();
+    let logits = log_probs(&p);
     let freq = frequencies(plain(1.0, 7), &logits, 40_000);
     for (f, want) in freq.iter().zip(p) {
         // Standard error is below 0.0025 here; 0.015 is six of them.
@@ -163,7 +168,7 @@ fn draws_follow_the_softmax() {
 
 #[test]
 fn temperature_sharpens_and_flattens() {
-    let logits: Vec<f32> = [0.5f64, 0.3, 0.2].iter().map(|x| x.ln() as f32).collect();
+    let logits = log_probs(&[0.5, 0.3, 0.2]);
     // T = 0.5 squares the probabilities: 0.25, 0.09, 0.04 -> 0.658, 0.237, 0.105.
     let cold = frequencies(plain(0.5, 8), &logits, 40_000);
     assert!((cold[0] - 0.658).abs() < 0.015, "{cold:?}");
@@ -177,10 +182,7 @@ fn temperature_sharpens_and_flattens() {
 
 #[test]
 fn top_p_keeps_the_smallest_set_reaching_p() {
-    let logits: Vec<f32> = [0.5f64, 0.3, 0.15, 0.05]
-        .iter()
-        .map(|x| x.ln() as f32)
-        .collect();
+    let logits = log_probs(&[0.5, 0.3, 0.15, 0.05]);
     // 0.5 < 0.7 <= 0.5 + 0.3: tokens 0 and 1 remain, renormalized to 0.625 / 0.375.
     let freq = frequencies(
         SamplerConfig {
@@ -196,10 +198,7 @@ fn top_p_keeps_the_smallest_set_reaching_p() {
 
 #[test]
 fn min_p_drops_tokens_below_a_fraction_of_the_best() {
-    let logits: Vec<f32> = [0.5f64, 0.3, 0.15, 0.05]
-        .iter()
-        .map(|x| x.ln() as f32)
-        .collect();
+    let logits = log_probs(&[0.5, 0.3, 0.15, 0.05]);
     // min_p 0.35: keep p >= 0.175, so tokens 0 and 1.
     let freq = frequencies(
         SamplerConfig {
@@ -215,10 +214,7 @@ fn min_p_drops_tokens_below_a_fraction_of_the_best() {
 
 #[test]
 fn top_k_keeps_the_k_most_likely() {
-    let logits: Vec<f32> = [0.1f64, 0.4, 0.2, 0.3]
-        .iter()
-        .map(|x| x.ln() as f32)
-        .collect();
+    let logits = log_probs(&[0.1, 0.4, 0.2, 0.3]);
     let freq = frequencies(
         SamplerConfig {
             top_k: 2,
