@@ -125,26 +125,6 @@ impl MatmulCase {
     }
 }
 
-fn gemv_knobs(rows_per_block: u32, rows_per_warp: u32, split_k: u32, tokens: u32) -> GemvKnobs {
-    GemvKnobs {
-        rows_per_block,
-        rows_per_warp,
-        split_k,
-        tokens,
-        x_int8: false,
-        prefetch: 0,
-    }
-}
-
-fn gemv_knobs_int8(rows_per_block: u32, rows_per_warp: u32, split_k: u32) -> GemvKnobs {
-    GemvKnobs {
-        x_int8: true,
-        // No-op on the simulated HIP targets, but the prefetch loop's indexing runs.
-        prefetch: 2,
-        ..gemv_knobs(rows_per_block, rows_per_warp, split_k, 1)
-    }
-}
-
 /// GEMV and GEMM launches on `target`, checked against the CPU matmul.
 fn check_matmuls(
     target: &str,
@@ -198,28 +178,28 @@ fn matmul_kernels_match_the_cpu() {
         ),
         (
             MatmulCase::new(&mut rng, GgmlType::Q8_0, 512, 29, 1, false),
-            Some(gemv_knobs(4, 8, 1, 1)),
+            Some(host_sim::gemv_knobs(4, 8, 1, 1)),
         ),
         (
             MatmulCase::new(&mut rng, GgmlType::Q4K, 512, 13, 1, true),
-            Some(gemv_knobs(1, 8, 4, 1)),
+            Some(host_sim::gemv_knobs(1, 8, 4, 1)),
         ),
         (
             MatmulCase::new(&mut rng, GgmlType::Q6K, 512, 37, 3, false),
-            Some(gemv_knobs(2, 1, 2, 2)),
+            Some(host_sim::gemv_knobs(2, 1, 2, 2)),
         ),
         (
             MatmulCase::new(&mut rng, GgmlType::Q4_1, 256, 19, 5, true),
-            Some(gemv_knobs(4, 2, 1, 4)),
+            Some(host_sim::gemv_knobs(4, 2, 1, 4)),
         ),
         // An odd number of 2-byte-aligned blocks per row: every other row starts at 2 mod 4.
         (
             MatmulCase::new(&mut rng, GgmlType::Q4_0, 96, 7, 1, false),
-            Some(gemv_knobs(1, 2, 1, 1)),
+            Some(host_sim::gemv_knobs(1, 2, 1, 1)),
         ),
         (
             MatmulCase::new(&mut rng, GgmlType::Q8_0, 160, 6, 2, true),
-            Some(gemv_knobs(2, 2, 1, 2)),
+            Some(host_sim::gemv_knobs(2, 2, 1, 2)),
         ),
         (
             MatmulCase::new(&mut rng, GgmlType::F16, 512, 37, 1, false),
@@ -227,7 +207,7 @@ fn matmul_kernels_match_the_cpu() {
         ),
         (
             MatmulCase::new(&mut rng, GgmlType::Q5K, 256, 9, 2, true),
-            Some(gemv_knobs(1, 3, 4, 1)),
+            Some(host_sim::gemv_knobs(1, 3, 4, 1)),
         ),
     ];
     let gemm_cases = [
@@ -249,11 +229,11 @@ fn gemv_matches_the_cpu_with_64_lane_warps() {
         ),
         (
             MatmulCase::new(&mut rng, GgmlType::Q8_0, 2048, 21, 2, false),
-            Some(gemv_knobs(2, 8, 2, 2)),
+            Some(host_sim::gemv_knobs(2, 8, 2, 2)),
         ),
         (
             MatmulCase::new(&mut rng, GgmlType::Q6K, 1024, 13, 2, true),
-            Some(gemv_knobs_int8(2, 2, 2)),
+            Some(host_sim::gemv_knobs_int8(2, 2, 2)),
         ),
     ];
     check_matmuls("gfx90a", &cases, &[]);
@@ -281,7 +261,7 @@ fn gemv_with_int8_x_matches_the_cpu() {
         let case = MatmulCase::new(&mut rng, format, k, 7 + i, 1 + i % 2, i % 3 == 0);
         cases.push((
             case,
-            gemv_knobs_int8(rows_per_block, rows_per_warp, split_k),
+            host_sim::gemv_knobs_int8(rows_per_block, rows_per_warp, split_k),
         ));
     }
     assert_eq!(cases.len(), 10);

@@ -211,26 +211,6 @@ impl FusedCase {
     }
 }
 
-fn knobs(rows_per_block: u32, rows_per_warp: u32, split_k: u32, tokens: u32) -> GemvKnobs {
-    GemvKnobs {
-        rows_per_block,
-        rows_per_warp,
-        split_k,
-        tokens,
-        x_int8: false,
-        prefetch: 0,
-    }
-}
-
-fn knobs_int8(rows_per_block: u32, rows_per_warp: u32, split_k: u32) -> GemvKnobs {
-    GemvKnobs {
-        x_int8: true,
-        // No-op on the simulated HIP targets, but the prefetch loop's indexing runs.
-        prefetch: 2,
-        ..knobs(rows_per_block, rows_per_warp, split_k, 1)
-    }
-}
-
 fn check(target: &str, cases: &[FusedCase]) {
     let t = Target::parse(target).unwrap();
     let mut launches: Vec<Launch> = cases.iter().map(|c| c.launch(&t)).collect();
@@ -282,7 +262,7 @@ fn fused_gemv_matches_the_cpu_ops() {
             &[(GgmlType::Q4_0, 24, false), (GgmlType::Q5_1, 9, true)],
             true,
             GemvEpilogue::Store,
-            Some(knobs(2, 2, 2, 2)),
+            Some(host_sim::gemv_knobs(2, 2, 2, 2)),
         ),
         // norm + gate + up + silu_mul.
         FusedCase::new(
@@ -301,7 +281,7 @@ fn fused_gemv_matches_the_cpu_ops() {
             &[(GgmlType::Q5_0, 21, true), (GgmlType::Q8_0, 21, true)],
             true,
             GemvEpilogue::SiluMul,
-            Some(knobs(1, 4, 2, 1)),
+            Some(host_sim::gemv_knobs(1, 4, 2, 1)),
         ),
         // down projection + residual, in place, without a norm.
         FusedCase::new(
@@ -320,7 +300,7 @@ fn fused_gemv_matches_the_cpu_ops() {
             &[(GgmlType::F16, 19, true)],
             false,
             GemvEpilogue::Residual,
-            Some(knobs(4, 2, 1, 4)),
+            Some(host_sim::gemv_knobs(4, 2, 1, 4)),
         ),
         // Int8 x with split-K: gate + up over two token blocks, and q, k, v in three formats.
         FusedCase::new(
@@ -330,7 +310,7 @@ fn fused_gemv_matches_the_cpu_ops() {
             &[(GgmlType::Q5_0, 21, true), (GgmlType::Q8_0, 21, true)],
             true,
             GemvEpilogue::SiluMul,
-            Some(knobs_int8(1, 4, 2)),
+            Some(host_sim::gemv_knobs_int8(1, 4, 2)),
         ),
         FusedCase::new(
             &mut rng,
@@ -343,7 +323,7 @@ fn fused_gemv_matches_the_cpu_ops() {
             ],
             true,
             GemvEpilogue::Store,
-            Some(knobs_int8(2, 2, 2)),
+            Some(host_sim::gemv_knobs_int8(2, 2, 2)),
         ),
     ];
     check("gfx1030", &cases);
@@ -370,7 +350,7 @@ fn fused_gemv_matches_the_cpu_ops_with_64_lane_warps() {
             &[(GgmlType::Q8_0, 17, false)],
             true,
             GemvEpilogue::Residual,
-            Some(knobs(2, 2, 2, 2)),
+            Some(host_sim::gemv_knobs(2, 2, 2, 2)),
         ),
     ];
     check("gfx90a", &cases);

@@ -9,6 +9,7 @@ use std::fmt::Write as _;
 use std::path::PathBuf;
 use std::process::Command;
 
+use rocmforge::codegen::ops::matmul::GemvKnobs;
 use rocmforge::codegen::KernelSpec;
 
 const SHIM: &str = r#"
@@ -300,5 +301,27 @@ impl Q8x {
             .enumerate()
             .map(|(i, &q)| self.d[i / 32] * q as f32)
             .collect()
+    }
+}
+
+/// GEMV knobs with f32 x, for the simulated GEMV cases.
+pub fn gemv_knobs(rows_per_block: u32, rows_per_warp: u32, split_k: u32, tokens: u32) -> GemvKnobs {
+    GemvKnobs {
+        rows_per_block,
+        rows_per_warp,
+        split_k,
+        tokens,
+        x_int8: false,
+        prefetch: 0,
+    }
+}
+
+/// GEMV knobs with int8 x (one token per block).
+pub fn gemv_knobs_int8(rows_per_block: u32, rows_per_warp: u32, split_k: u32) -> GemvKnobs {
+    GemvKnobs {
+        x_int8: true,
+        // No-op on the simulated HIP targets, but the prefetch loop's indexing runs.
+        prefetch: 2,
+        ..gemv_knobs(rows_per_block, rows_per_warp, split_k, 1)
     }
 }
