@@ -89,8 +89,8 @@ fn every_gemm_tiles_candidate_matches_the_reference_product_on_the_gpu() {
                 grid: spec.grid(case.tokens as u32),
                 block: spec.block,
                 shared_bytes: 0,
-                // As the executor launches rendered kernels: overlapping the copy before it.
-                dependent: true,
+                // As the executor launches prefill kernels.
+                dependent: false,
             };
             // SAFETY: the arguments match the kernel's (W, x, out, bias, n_tokens) and the
             // buffers hold K * N weights, tokens * K inputs, tokens * N outputs and N biases;

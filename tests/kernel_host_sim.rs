@@ -3,6 +3,7 @@
 //! tiles, embedding, norms, RoPE in both styles, split, KV store, decode attention with KV splits
 //! and its last-block merge, prefill attention, elementwise ops and argmax.
 
+mod host_cxx;
 mod host_sim;
 
 use half::f16;

@@ -3,6 +3,7 @@
 //! of different formats, with a residual add (in place) or silu_mul epilogue, and rope_store
 //! (rope of q and k, k and v into the f16 caches).
 
+mod host_cxx;
 mod host_sim;
 
 use half::f16;

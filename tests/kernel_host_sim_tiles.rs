@@ -7,6 +7,7 @@
 //! kernel's own code: tile loads and stores, pipelining, partial tiles, the epilogue.
 
 mod gemm_tiles_case;
+mod host_cxx;
 mod host_sim;
 
 use std::path::{Path, PathBuf};

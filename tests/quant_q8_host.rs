@@ -3,6 +3,7 @@
 //! quantizer (`quant/x_q8.hip.tera`) executed by the host simulator and compared with ggml's
 //! quantize_row_q8_1 rule written out here. Skips with a printed reason without a host compiler.
 
+mod host_cxx;
 mod host_sim;
 mod quant_host;
 

@@ -3,6 +3,7 @@
 //! valid blocks of every format. This checks the block layouts and chunk addressing the kernels
 //! depend on without a GPU. Skips with a printed reason when no host C++ compiler is found.
 
+mod host_cxx;
 mod quant_host;
 
 use std::fmt::Write as _;

@@ -223,22 +223,22 @@ fn end_to_end(
     ])
 }
 
-/// pp512 and tg128 with the default and the tuned kernels, one repeat of each in turn. Drift of
-/// clocks or memory state over the run then falls on both alike: measured one after the other,
-/// the second read 1-3% slower on an H200 even when both had the same kernels.
-fn before_and_after(
+type Failure = Box<dyn std::error::Error>;
+
+/// Two configurations of `backend` measured in turn, one repeat each: before round r (0, 1,
+/// ...), `select(backend, r)` sets up side r % 2; `measure` takes one repeat of each series.
+/// Drift of clocks or memory state over the run then falls on both alike: measured one after
+/// the other, the second read 1-3% slower on an H200 even when both were the same.
+fn alternating(
     backend: &mut GpuBackend,
-    model: &Model,
-    n_ctx: usize,
     repeats: usize,
-    defaults: Box<dyn KernelTable>,
-    tuned: Box<dyn KernelTable>,
-) -> Result<(Vec<Series>, Vec<Series>), Box<dyn std::error::Error>> {
+    mut select: impl FnMut(&mut GpuBackend, usize) -> Result<(), Failure>,
+    mut measure: impl FnMut(&mut GpuBackend) -> Result<Vec<Series>, Failure>,
+) -> Result<[Vec<Series>; 2], Failure> {
     let mut sides: [Vec<Series>; 2] = [Vec::new(), Vec::new()];
-    drop(backend.replace_kernels(defaults)?);
-    let mut spare = tuned;
     for round in 0..2 * repeats {
-        let measured = end_to_end(backend, model, n_ctx, 1)?;
+        select(backend, round)?;
+        let measured = measure(backend)?;
         let side = &mut sides[round % 2];
         if side.is_empty() {
             *side = measured;
@@ -247,37 +247,66 @@ fn before_and_after(
                 series.samples.extend(more.samples);
             }
         }
-        spare = backend.replace_kernels(spare)?;
     }
-    // Leave the tuned kernels in place.
-    drop(backend.replace_kernels(spare)?);
-    let [before, after] = sides;
+    Ok(sides)
+}
+
+/// pp512 and tg128 with the default and the tuned kernels, in turn; the tuned ones stay.
+fn before_and_after(
+    backend: &mut GpuBackend,
+    model: &Model,
+    n_ctx: usize,
+    repeats: usize,
+    defaults: Box<dyn KernelTable>,
+    tuned: Box<dyn KernelTable>,
+) -> Result<(Vec<Series>, Vec<Series>), Failure> {
+    drop(backend.replace_kernels(defaults)?);
+    // The table not installed; every round after the first swaps it in.
+    let mut spare = Some(tuned);
+    let mut swap = |backend: &mut GpuBackend| -> Result<(), Failure> {
+        let table = spare.take().expect("a table waits");
+        spare = Some(backend.replace_kernels(table)?);
+        Ok(())
+    };
+    let [before, after] = alternating(
+        backend,
+        repeats,
+        |backend, round| if round > 0 { swap(backend) } else { Ok(()) },
+        |backend| end_to_end(backend, model, n_ctx, 1),
+    )?;
+    // An even number of rounds ends on the tuned side; with none, it still waits.
+    if repeats == 0 {
+        swap(backend)?;
+    }
     Ok((before, after))
 }
 
-/// tg128 with plain and with dependent decode launches, one repeat of each in turn.
+/// tg128 with plain and with dependent decode launches, in turn; plain launches stay.
 fn launch_modes(
     backend: &mut GpuBackend,
     model: &Model,
     n_ctx: usize,
     repeats: usize,
-) -> Result<[Series; 2], Box<dyn std::error::Error>> {
-    let mut sides: [Option<Series>; 2] = [None, None];
-    for round in 0..2 * repeats {
-        let dependent = round % 2 == 1;
-        backend.set_dependent_decode(dependent)?;
-        let b: &mut dyn Backend = backend;
-        let measured = token_generation(b, model.hparams.n_vocab, 128.min(n_ctx), 1)?;
-        match &mut sides[usize::from(dependent)] {
-            Some(series) => series.samples.extend(measured.samples),
-            side => *side = Some(measured),
-        }
-    }
+) -> Result<[Series; 2], Failure> {
+    let [plain, dependent] = alternating(
+        backend,
+        repeats,
+        |backend, round| Ok(backend.set_dependent_decode(round % 2 == 1)?),
+        |backend| {
+            let b: &mut dyn Backend = backend;
+            Ok(vec![token_generation(
+                b,
+                model.hparams.n_vocab,
+                128.min(n_ctx),
+                1,
+            )?])
+        },
+    )?;
     backend.set_dependent_decode(false)?;
-    let [Some(plain), Some(dependent)] = sides else {
-        return Err("no repeats to compare launch modes with".into());
-    };
-    Ok([plain, dependent])
+    match (plain.into_iter().next(), dependent.into_iter().next()) {
+        (Some(plain), Some(dependent)) => Ok([plain, dependent]),
+        _ => Err("no repeats to compare launch modes with".into()),
+    }
 }
 
 fn print_kernels(report: &TuneReport) {

@@ -145,15 +145,5 @@ pub fn tuning_for_device(
     let problems = model_problems(runtime.as_ref(), model, n_ctx)?;
     let path = db_path(&fingerprint)?;
     let read = TuningDb::read(&path, &fingerprint);
-    let (mut choice, line) = choose(read, &path, &fingerprint, &problems);
-    if launch_mode::dependent_decode(&choice) && !runtime.dependent_launch() {
-        choice.pick(launch_mode::PICK, 0);
-        let line = line.replace(
-            launch_mode::NOTE,
-            "; decode kernels launch plainly (dependent launches are off here: \
-             ROCMFORGE_DEPENDENT_LAUNCH=0)",
-        );
-        return Ok((choice, line));
-    }
-    Ok((choice, line))
+    Ok(choose(read, &path, &fingerprint, &problems))
 }

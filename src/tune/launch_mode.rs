@@ -10,8 +10,10 @@ use crate::codegen::TuningChoice;
 
 /// The pick a `TuningChoice` carries for the launch mode: 0 plain, 1 dependent.
 pub const PICK: &str = "decode launches";
-/// What the line about the applied database says when decode launches are dependent.
-pub const NOTE: &str = "; decode kernels launch as dependents";
+/// What the line about the applied database says when decode launches are dependent. The
+/// runtime alone decides whether a launch marked dependent overlaps (`GpuRuntime::dependent_launch`).
+pub const NOTE: &str =
+    "; decode kernels launch as dependents (unless ROCMFORGE_DEPENDENT_LAUNCH=0)";
 /// The bucket of the launch-mode entry.
 pub const BUCKET: &str = "decode";
 const CANDIDATES: [&str; 2] = ["plain", "dependent"];

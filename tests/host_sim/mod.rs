@@ -9,6 +9,8 @@ use std::fmt::Write as _;
 use std::path::PathBuf;
 use std::process::Command;
 
+use crate::host_cxx;
+
 use rocmforge::codegen::ops::matmul::GemvKnobs;
 use rocmforge::codegen::KernelSpec;
 
@@ -177,30 +179,15 @@ pub fn run(name: &str, launches: &mut [Launch]) -> Option<()> {
         "int main(int argc, char** argv) {{\n    std::vector<size_t> lens;\n    std::vector<unsigned char*> B = sim_read(argv[2], lens);\n    switch (std::atoi(argv[1])) {{\n{cases}    default: return 2;\n    }}\n    sim_write(argv[3], B, lens);\n}}\n"
     )
     .unwrap();
-    let cpp = dir.join("sim.cpp");
-    let exe = dir.join("sim");
-    std::fs::write(&cpp, &src).unwrap();
-    let compiler = std::env::var("CXX").unwrap_or_else(|_| "c++".to_string());
-    let built = match Command::new(&compiler)
-        .args(["-std=c++20", "-O1", "-pthread", "-w", "-o"])
-        .arg(&exe)
-        .arg(&cpp)
-        .output()
+    let exe = match host_cxx::compile(&dir, "sim", &src, &["-std=c++20", "-O1", "-pthread", "-w"])?
     {
-        Ok(out) => out,
-        Err(e) => {
-            eprintln!("skipped: no host C++ compiler ({compiler}: {e})");
+        Ok(exe) => exe,
+        Err(err) if err.contains("<barrier>") || err.contains("_Float16") => {
+            eprintln!("skipped: host C++ compiler lacks C++20 <barrier> or _Float16: {err}");
             return None;
         }
+        Err(err) => panic!("host build failed: {err}"),
     };
-    if !built.status.success() {
-        let err = String::from_utf8_lossy(&built.stderr);
-        if err.contains("<barrier>") || err.contains("_Float16") {
-            eprintln!("skipped: host C++ compiler lacks C++20 <barrier> or _Float16:\n{err}");
-            return None;
-        }
-        panic!("host build failed ({}):\n{err}", cpp.display());
-    }
     for (i, l) in launches.iter_mut().enumerate() {
         let input: PathBuf = dir.join(format!("in{i}.bin"));
         let output: PathBuf = dir.join(format!("out{i}.bin"));

@@ -5,6 +5,8 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use crate::host_cxx;
+
 use rocmforge::codegen::quant::WeightLayout;
 
 /// Stand-ins for the device built-ins the snippets use; half conversion done bit by bit.
@@ -68,28 +70,10 @@ pub fn snippet(layout: &WeightLayout) -> String {
 /// Compiles `source` into an executable under `dir`; None (reason printed) without a host C++
 /// compiler.
 pub fn build(dir: &Path, source: &str) -> Option<PathBuf> {
-    let cpp = dir.join("snippets.cpp");
-    let exe = dir.join("snippets");
-    std::fs::write(&cpp, source).unwrap();
-    let compiler = std::env::var("CXX").unwrap_or_else(|_| "c++".to_string());
-    let built = match Command::new(&compiler)
-        .args(["-std=c++17", "-O1", "-o"])
-        .arg(&exe)
-        .arg(&cpp)
-        .output()
-    {
-        Ok(out) => out,
-        Err(e) => {
-            eprintln!("skipped: no host C++ compiler ({compiler}: {e})");
-            return None;
-        }
-    };
-    assert!(
-        built.status.success(),
-        "host build of the snippets failed:\n{}",
-        String::from_utf8_lossy(&built.stderr)
-    );
-    Some(exe)
+    match host_cxx::compile(dir, "snippets", source, &["-std=c++17", "-O1"])? {
+        Ok(exe) => Some(exe),
+        Err(err) => panic!("host build of the snippets failed: {err}"),
+    }
 }
 
 /// Runs `exe` with `args` and returns its stdout as little-endian f32s.

@@ -9,7 +9,8 @@
 #           bench the defaults of the binary it brings, then tune qwen2.5-0.5b's matmuls.
 #   phase3 (carry .devcarry/smol.part2): join SmolLM2, verify it, bench it, time to first token.
 #   all (carry .devbin, .devcarry/llamacpp-src.tar.xz): phase1, then the benches of every
-#           synthetic model side by side with llama.cpp, a profile and tuning of the 8B (no SmolLM2).
+#           synthetic model side by side with llama.cpp, dependent launch on and off, a profile of
+#           the 8B and tuning of qwen2.5-0.5b's matmuls (no SmolLM2).
 #   check (carry .devbin): GPU tests, verify and rocmforge's bench on two models; no peer.
 #   tune (right after all, machine still warm): rocmforge tune on qwen2.5-0.5b and llama3-8b,
 #           Q4_0 and Q4_K_M, each followed by a bench that applies the database it wrote.
@@ -86,15 +87,6 @@ profile() { # model: per-kernel GPU time of a short bench run (decode inside its
     python3 tools/device/kernel_times.py "$W/logs/ncu-$m.csv" "$m" >> "$S" 2>&1
 }
 
-gemv_detail() { # model: ncu's memory and stall sections for a few decode GEMVs (the weights' kernel)
-    local m=$1
-    log "ncu detail $m"
-    timeout 150 ncu --clock-control none -k regex:gemv --launch-skip 140 --launch-count 6 \
-        --section SpeedOfLight --section MemoryWorkloadAnalysis --section Occupancy --section LaunchStats \
-        --section WarpStateStats $RF bench --gguf "$M/$m.gguf" --device cuda -p 1 -n 3 -r 1 \
-        > "$OUT/ncu-detail-$m.txt" 2>&1
-}
-
 case ${1:-} in
 all)
     nvidia-smi > "$W/logs/nvidia-smi.txt" 2>&1
@@ -118,6 +110,7 @@ all)
         ROCMFORGE_DEPENDENT_LAUNCH=1 timeout 120 $RF bench --gguf "$M/$m.gguf" --device cuda -p 512 -n 128 -r 5 > "$W/logs/rf-dep-$m.txt" 2>&1
         echo '```' >> "$S"; echo "$m" >> "$S"; grep -E "pp512|tg128" "$W/logs/rf-dep-$m.txt" >> "$S"; echo '```' >> "$S"
     done
+    profile l8b-Q4_0
     # The decode GEMV and prefill GEMM candidates on qwen2.5-0.5b (last: the database it writes
     # applies from here on).
     tune qwen05-Q4_0 120 --only matmul_gemv --only matmul_gemm_tiles

@@ -152,9 +152,10 @@ impl GemvContext {
     /// qwen's output and down projections, used f32 x). L2 prefetch of whole rows (16 rounds)
     /// only for GEMVs without a norm over at most `GEMV_PREFETCH_MAX_ROWS` rows: on
     /// qwen2.5-0.5b's 896-row output and down projections the tuner chose it (1.10x, 1.21x);
-    /// on llama3-8b Q4_0 no prefetch beat two rounds by 1.14x on the gate/up GEMV, and no 4096-row
-    /// GEMV gained 2% from prefetch. Too few blocks to fill the GPU leave it latency-bound, and
-    /// the prefetch puts a whole row's loads in flight before the x prologue.
+    /// on llama3-8b Q4_0, measured against two rounds, no prefetch was 1.14x faster on the
+    /// gate/up GEMV and no setting (0 to 16 rounds) was 2% faster on the other GEMVs (which way
+    /// prefetch pays there was not measured). Too few blocks to fill the GPU leave a small GEMV
+    /// latency-bound, and the prefetch puts a whole row's loads in flight before the x prologue.
     fn default_knobs(&self) -> GemvKnobs {
         let rows_per_block = 8;
         let rows_per_warp = if self.blocks(1) >= GEMV_WIDE_ROWS {

@@ -144,9 +144,9 @@ impl GemmTilesContext {
             tile_knobs((bm, bn, bk, warps_m, warps_n), stages, false)
         };
         // K-quants (256-value blocks, the heaviest dequantization) keep single-buffered tiles
-        // over a long K: llama3-8b Q4_K_M prefill ran 5436 tok/s with the double-buffered
-        // choice below and 6307 with 128 x 128 single-buffered tiles (the tuner's pick for its
-        // Q4_K and Q6_K GEMMs before double buffering existed).
+        // over a long K: on an H200 llama3-8b Q4_K_M prefill ran 5436 tok/s with the
+        // double-buffered choice below (abf2394) and, in an earlier build, 6307 with these
+        // tiles, the tuner's pick for its Q4_K and Q6_K GEMMs then. Not measured as a default.
         let k_quant = weight_layout(self.format).is_some_and(|l| l.block_values == 256);
         let chosen =
             if (self.n >= 8192 || (k_quant && self.n >= 2048 && self.k >= 2048)) && bk == 64 {
