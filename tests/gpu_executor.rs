@@ -64,6 +64,7 @@ fn kernel_args(launch: &Launch) -> (&str, Vec<u64>) {
     match launch {
         Launch::Kernel { label, args, .. } => (label, ptrs(args)),
         Launch::Copy { .. } => ("copy", Vec::new()),
+        Launch::Gemm { label, .. } => (label, Vec::new()),
     }
 }
 
@@ -295,7 +296,7 @@ fn only_decode_steps_launch_as_dependents_and_only_when_asked() {
             .iter()
             .filter_map(|l| match l {
                 Launch::Kernel { dims, .. } => Some(dims.dependent),
-                Launch::Copy { .. } => None,
+                Launch::Copy { .. } | Launch::Gemm { .. } => None,
             })
             .collect()
     };
@@ -465,11 +466,27 @@ fn compiled_kernels_match_the_schedules(target: &str, warp_size: u32) {
         .iter()
         .map(|k| (k.name.clone(), kernel_params(&k.source, &k.name)))
         .collect();
-    let compiled = compile_kernels(&target, &model, n_ctx).unwrap();
-    let fake = Arc::new(FakeRuntime::with_arch(1 << 34, &target.full, warp_size));
-    let runtime: Arc<dyn GpuRuntime> = fake.clone();
-    let table = LoadedKernelTable::load(&runtime, &compiled.binaries, compiled.selector).unwrap();
-    let gpu = GpuBackend::new(runtime, model, Box::new(table), ExecutorConfig::new(n_ctx)).unwrap();
+    // Prefill on the tile kernels, then on the vendor GEMM with its staging kernels.
+    for vendor_gemm in [false, true] {
+        let compiled = compile_kernels(&target, &model, n_ctx).unwrap();
+        let fake = Arc::new(FakeRuntime::with_arch(1 << 34, &target.full, warp_size));
+        let runtime: Arc<dyn GpuRuntime> = fake.clone();
+        let table =
+            LoadedKernelTable::load(&runtime, &compiled.binaries, compiled.selector).unwrap();
+        let mut config = ExecutorConfig::new(n_ctx);
+        config.vendor_gemm = vendor_gemm;
+        let gpu = GpuBackend::new(runtime, model.clone(), Box::new(table), config).unwrap();
+        check_launch_abi(&gpu, &fake, &params);
+    }
+}
+
+/// Every kernel launch of decode and prefill schedules passes pointers and integers where the
+/// kernel's source declares them, with a sensible block and grid.
+fn check_launch_abi(
+    gpu: &GpuBackend,
+    fake: &FakeRuntime,
+    params: &std::collections::HashMap<String, Vec<bool>>,
+) {
     for (n_tokens, logits) in [
         (1, Logits::LastRow),
         (3, Logits::AllRows),
@@ -548,4 +565,78 @@ fn open_backend_picks_the_cpu_or_fails_for_an_absent_gpu() {
         .expect("no CUDA here")
         .to_string();
     assert!(err.contains("cuda:0"), "{err}");
+}
+
+/// Prefill on the vendor GEMM: every matmul stages its input rows and its dequantized weight as
+/// f16, then one GEMM reads them and writes the step's output rows; decode keeps its GEMVs.
+#[test]
+fn prefill_matmuls_stage_f16_operands_for_the_vendor_gemm() {
+    let model = tiny_llama();
+    let mut config = ExecutorConfig::new(64);
+    config.vendor_gemm = true;
+    let tiles = memory_budget(&model, &ExecutorConfig::new(64));
+    let budget = memory_budget(&model, &config);
+    assert!(budget.staging > 0 && budget.total() == tiles.total() + budget.staging as u64);
+    let (_, gpu) = backend_with(&model, Box::new(FakeKernels), config);
+    let staging = gpu.addresses().staging.expect("staging buffers");
+    let n = 16;
+    let launches = gpu
+        .schedule(ScheduleRequest {
+            n_tokens: n,
+            logits: Logits::AllRows,
+            argmax: false,
+        })
+        .unwrap();
+    let program = &model.program;
+    let matmuls = program
+        .block
+        .iter()
+        .filter(|s| s.op == rocmforge::graph::Op::Matmul);
+    let per_layer = matmuls.count();
+    let gemms: Vec<_> = launches
+        .iter()
+        .enumerate()
+        .filter_map(|(i, l)| match l {
+            Launch::Gemm { gemm, .. } => Some((i, *gemm)),
+            _ => None,
+        })
+        .collect();
+    // Every block matmul of both layers and the LM head, one GEMM each (nothing here is large
+    // enough to be cut into chunks of rows).
+    assert_eq!(gemms.len(), 2 * per_layer + 1, "{launches:#?}");
+    for &(i, g) in &gemms {
+        assert_eq!(g.tokens, n);
+        assert_eq!(g.ld_out, g.rows, "one chunk covers every row");
+        assert!(g.rows * g.k <= staging.weight_values);
+        assert_eq!((g.weights, g.x), (staging.weights, staging.input));
+        // Right before it: the input staged (its rows), then the weight dequantized (its rows).
+        let (input_label, input_args) = kernel_args(&launches[i - 2]);
+        let (weight_label, weight_args) = kernel_args(&launches[i - 1]);
+        assert!(input_label.ends_with("stage_input"), "{input_label}");
+        assert!(weight_label.ends_with("stage_weights"), "{weight_label}");
+        assert_eq!(&input_args[1..], &[staging.input, n as u64]);
+        assert_eq!(&weight_args[1..], &[staging.weights, g.rows as u64]);
+        let Launch::Kernel { dims, .. } = &launches[i - 1] else {
+            unreachable!()
+        };
+        // Q4_0 rows of K values in 32-value chunks, one per thread of 32-thread blocks.
+        assert_eq!(dims.grid.0 as usize, (g.rows * g.k / 32).div_ceil(32));
+    }
+    let output = value_id(&model, "logits");
+    let head = gemms.last().unwrap().1;
+    assert_eq!(head.rows, model.hparams.n_vocab);
+    assert_eq!(
+        head.out,
+        gpu.addresses().arena + gpu.arena_layout().offsets[output] as u64
+    );
+
+    // Decode: GEMVs only.
+    let decode = gpu
+        .schedule(ScheduleRequest {
+            n_tokens: 1,
+            logits: Logits::LastRow,
+            argmax: true,
+        })
+        .unwrap();
+    assert!(!decode.iter().any(|l| matches!(l, Launch::Gemm { .. })));
 }

@@ -72,6 +72,25 @@ fn check_model(runtime: &Arc<dyn GpuRuntime>, spec: SynthModel) -> Vec<String> {
         }
     }
     eprintln!("{label:<36} prefill 11 tokens: worst logits nmse {worst:.3e}");
+    if let Some(library) = runtime.gemm_f16_library() {
+        // Prefill again with the matmuls on the vendor GEMM over f16-staged operands.
+        let mut config = ExecutorConfig::new(N_CTX);
+        config.vendor_gemm = true;
+        let got = load(runtime, &model, config)
+            .forward(&tokens, 0, true)
+            .unwrap();
+        let mut worst = 0f64;
+        for (t, (g, w)) in got.chunks(n_vocab).zip(want.chunks(n_vocab)).enumerate() {
+            let err = nmse(g, w);
+            worst = worst.max(err);
+            if !within(err, LOGITS_TOL) {
+                failures.push(format!(
+                    "{label}: prefill on {library}, position {t}: logits nmse {err:.3e}"
+                ));
+            }
+        }
+        eprintln!("{label:<36} prefill on {library}: worst logits nmse {worst:.3e}");
+    }
 
     // Greedy decode through the graph, fed the CPU's tokens so both stay on one path.
     let mut next = argmax(&want[(tokens.len() - 1) * n_vocab..]) as u32;

@@ -74,14 +74,16 @@ use super::error::CodegenError;
 use super::ops::attention::{AttentionPhase, AttentionShape};
 use super::ops::elementwise::ElementwiseOp;
 use super::ops::matmul::{GemvEpilogue, GemvSegment};
+use super::ops::stage_f16::{weight_staging, WeightStaging};
 use super::ops::{
     ArgmaxContext, AttentionContext, ElementwiseContext, EmbedContext, GemmContext,
     GemmTilesContext, GemvContext, KvStoreContext, RmsNormContext, RopeContext, RopeStoreContext,
-    SplitContext,
+    SplitContext, StageF16Context,
 };
 use super::render::Renderer;
 use super::shape::{ModelShape, ShapedStep, StepShape};
 use super::tuning::TuningChoice;
+use crate::gguf::GgmlType;
 use crate::graph::{self, Fusion, FusionKind, GemvFusion};
 use crate::plan::Model;
 
@@ -119,6 +121,10 @@ pub enum KernelKind {
     Add,
     SiluMul,
     Argmax,
+    /// Prefill on the vendor GEMM: the step's input rows as f16.
+    StageInput,
+    /// Prefill on the vendor GEMM: the step's weight dequantized to f16.
+    StageWeights,
 }
 
 /// One rendered kernel.
@@ -510,7 +516,23 @@ impl Builder<'_> {
                 } else {
                     Vec::new()
                 };
-                (gemv, vec![gemm])
+                // The kernels staging the prefill operands for the vendor GEMM, where the
+                // executor has one; the GEMM kernel stays last (the step's `Main` kernel).
+                let mut prefill = Vec::new();
+                if let Some(staging) = weight_staging(*format) {
+                    prefill.push(self.add(
+                        KernelKind::StageInput,
+                        StageF16Context::new(t, GgmlType::F32, *k),
+                    )?);
+                    if staging == WeightStaging::Dequantize {
+                        prefill.push(self.add(
+                            KernelKind::StageWeights,
+                            StageF16Context::new(t, *format, *k),
+                        )?);
+                    }
+                }
+                prefill.push(gemm);
+                (gemv, prefill)
             }
             StepShape::Split { widths } => {
                 if !(2..=3).contains(&widths.len()) {

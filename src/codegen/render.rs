@@ -62,6 +62,7 @@ const TEMPLATES: &[(&str, &str)] = embedded![
     "attention.hip.tera",
     "elementwise.hip.tera",
     "argmax.hip.tera",
+    "stage_f16.hip.tera",
 ];
 
 /// The names of all registered templates.

@@ -37,7 +37,9 @@ pub fn tolerance(kind: KernelKind) -> Tolerance {
         | KernelKind::RopeStore
         | KernelKind::Add
         | KernelKind::SiluMul
-        | KernelKind::Argmax => (1e-10, 1e-6),
+        | KernelKind::Argmax
+        | KernelKind::StageInput
+        | KernelKind::StageWeights => (1e-10, 1e-6),
     };
     Tolerance { nmse, max_relative }
 }

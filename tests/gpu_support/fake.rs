@@ -8,7 +8,7 @@ use std::sync::Mutex;
 
 use rocmforge::backend::gpu::runtime::{EventHandle, FunctionHandle, GraphHandle, ModuleHandle};
 use rocmforge::backend::gpu::{
-    DeviceInfo, DevicePtr, GpuError, GpuPlatform, GpuRuntime, KernelLaunch, KernelRole,
+    DeviceInfo, DevicePtr, GemmF16, GpuError, GpuPlatform, GpuRuntime, KernelLaunch, KernelRole,
     KernelTable, LaunchDims, MemInfo, RuntimeError, StepSite,
 };
 
@@ -26,6 +26,7 @@ pub enum Recorded {
         bytes: usize,
     },
     GraphLaunch(u64),
+    Gemm(GemmF16),
 }
 
 #[derive(Default)]
@@ -153,6 +154,13 @@ impl FakeRuntime {
 impl GpuRuntime for FakeRuntime {
     fn info(&self) -> &DeviceInfo {
         &self.info
+    }
+    fn gemm_f16_library(&self) -> Option<&'static str> {
+        Some("fake GEMM")
+    }
+    unsafe fn gemm_f16(&self, g: &GemmF16) -> Result<(), RuntimeError> {
+        self.record(Recorded::Gemm(*g));
+        Ok(())
     }
     fn mem_info(&self) -> Result<MemInfo, RuntimeError> {
         Ok(MemInfo {

@@ -104,6 +104,13 @@ all)
     for _ in $(seq 150); do grep -q BUILD_EXIT "$W/logs/llama-build.log" && grep -q SYNTH_DONE "$W/logs/synth8b.log" && break; sleep 2; done
     echo -e "\n## bench (tok/s, median of 5; rocmforge / llama.cpp on this card)\n| model | rocmforge pp512 | llama.cpp pp512 | ratio | rocmforge tg128 | llama.cpp tg128 | ratio | roofline share |\n|---|---|---|---|---|---|---|---|" >> "$S"
     for m in qwen05-Q8_0 qwen05-Q4_0 qwen05-Q4_K_M l8b-Q4_0 l8b-Q4_K_M l8b-Q8_0; do bench "$m"; done
+    # Prefill on our tile kernels instead of the vendor GEMM (the default where cuBLASLt loads).
+    echo -e "\n### prefill on the tile kernels (ROCMFORGE_PREFILL_GEMM=tiles)" >> "$S"
+    ls /usr/local/cuda/lib64/libcublasLt* >> "$S" 2>&1
+    for m in qwen05-Q4_0 l8b-Q4_0 l8b-Q4_K_M; do
+        ROCMFORGE_PREFILL_GEMM=tiles timeout 120 $RF bench --gguf "$M/$m.gguf" --device cuda -p 512 -n 16 -r 5 > "$W/logs/rf-tiles-$m.txt" 2>&1
+        echo '```' >> "$S"; echo "$m" >> "$S"; grep -E "prefill GEMM|pp512" "$W/logs/rf-tiles-$m.txt" >> "$S"; echo '```' >> "$S"
+    done
     # Programmatic dependent launch (opt-in), rocmforge alone: what the overlap brings.
     echo -e "\n### with dependent launch (ROCMFORGE_DEPENDENT_LAUNCH=1)" >> "$S"
     for m in qwen05-Q4_0 l8b-Q4_0; do

@@ -5,14 +5,15 @@
 //! `result` functions directly and keeps only the context from the safe API.
 
 use std::ffi::{c_void, CString};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use cudarc::driver::result::{self, DriverError};
 use cudarc::driver::{sys, CudaContext};
 
+use super::blas::{self, Blas};
 use crate::backend::gpu::runtime::{
-    DeviceInfo, DevicePtr, EventHandle, FunctionHandle, GpuPlatform, GpuRuntime, GraphHandle,
-    LaunchDims, MemInfo, ModuleHandle, RuntimeError,
+    DeviceInfo, DevicePtr, EventHandle, FunctionHandle, GemmF16, GpuPlatform, GpuRuntime,
+    GraphHandle, LaunchDims, MemInfo, ModuleHandle, RuntimeError,
 };
 
 const PLATFORM: &str = "cuda";
@@ -67,6 +68,10 @@ pub struct CudaRuntime {
     /// Launches marked `dependent` overlap the kernel before them: compute capability 9.0+, and
     /// ROCMFORGE_DEPENDENT_LAUNCH=0 turns it off whatever the tuning chose.
     dependent_launch: bool,
+    /// Whether libcublasLt loads; the handle and its workspace are made on the first GEMM, so
+    /// that runs without a prefill pay nothing for them.
+    blas_present: bool,
+    blas: OnceLock<Blas>,
 }
 
 // SAFETY: the CUDA driver API is thread safe; the raw stream handle is only passed to driver calls
@@ -102,6 +107,8 @@ impl CudaRuntime {
             stream,
             info,
             dependent_launch,
+            blas_present: blas::present(),
+            blas: OnceLock::new(),
         })
     }
 
@@ -154,6 +161,11 @@ impl Drop for CudaRuntime {
             // means no queued work refers to it.
             unsafe {
                 let _ = result::stream::synchronize(self.stream);
+                if let Some(blas) = self.blas.take() {
+                    let workspace = blas.workspace();
+                    drop(blas);
+                    let _ = result::free_sync(workspace);
+                }
                 let _ = result::stream::destroy(self.stream);
             }
         }
@@ -167,6 +179,33 @@ impl GpuRuntime for CudaRuntime {
 
     fn info(&self) -> &DeviceInfo {
         &self.info
+    }
+
+    fn gemm_f16_library(&self) -> Option<&'static str> {
+        self.blas_present.then_some("cuBLASLt")
+    }
+
+    unsafe fn gemm_f16(&self, g: &GemmF16) -> Result<(), RuntimeError> {
+        if !self.blas_present {
+            return Err(RuntimeError::LibraryMissing(
+                "no cuBLASLt (libcublasLt.so) found for the prefill GEMM".to_string(),
+            ));
+        }
+        self.bind()?;
+        let blas = match self.blas.get() {
+            Some(b) => b,
+            None => {
+                let workspace = self.alloc(blas::WORKSPACE_BYTES)?;
+                match Blas::new(workspace) {
+                    Ok(b) => self.blas.get_or_init(|| b),
+                    Err(e) => {
+                        self.free(workspace)?;
+                        return Err(e);
+                    }
+                }
+            }
+        };
+        blas.gemm(g, self.stream.cast())
     }
 
     fn mem_info(&self) -> Result<MemInfo, RuntimeError> {

@@ -52,15 +52,23 @@ fn select(
         .for_step(at, n_tokens as u32)
         .ok_or("the kernel set has no such step")?;
     // Attention is two launches, kv_store (or rope_store when fused with the ropes) then
-    // attention; every other step is one.
+    // attention; a prefill matmul has its staging kernels before the GEMM; every other step is
+    // one.
     let first = |kind: KernelKind| specs.iter().find(|s| s.kind == kind);
     let found = match role {
         KernelRole::KvStore => first(KernelKind::KvStore),
         KernelRole::RopeStore => first(KernelKind::RopeStore),
-        _ => specs
-            .iter()
-            .rev()
-            .find(|s| !matches!(s.kind, KernelKind::KvStore | KernelKind::RopeStore)),
+        KernelRole::StageInput => first(KernelKind::StageInput),
+        KernelRole::StageWeights => first(KernelKind::StageWeights),
+        _ => specs.iter().rev().find(|s| {
+            !matches!(
+                s.kind,
+                KernelKind::KvStore
+                    | KernelKind::RopeStore
+                    | KernelKind::StageInput
+                    | KernelKind::StageWeights
+            )
+        }),
     };
     found.copied().ok_or_else(|| {
         let kinds: Vec<String> = specs.iter().map(|s| format!("{:?}", s.kind)).collect();

@@ -150,8 +150,10 @@ pub fn open_backend_tuned(
                     choice
                 }
             };
+            let vendor_gemm = prefill_on_vendor_gemm(runtime.as_ref())?;
             let config = ExecutorConfig {
                 dependent_decode: launch_mode::dependent_decode(&choice),
+                vendor_gemm,
                 ..ExecutorConfig::new(n_ctx)
             };
             Ok(Box::new(GpuBackend::load_tuned(
@@ -159,6 +161,36 @@ pub fn open_backend_tuned(
             )?))
         }
     }
+}
+
+/// Whether prefill matmuls run on the runtime's vendor f16 GEMM: ROCMFORGE_PREFILL_GEMM=vendor
+/// asks for it (an error where there is none), =tiles for our tile kernels; unset (or auto),
+/// the vendor GEMM where the runtime found one. One stderr line says which.
+pub fn prefill_on_vendor_gemm(runtime: &dyn GpuRuntime) -> Result<bool, BackendError> {
+    let setting = std::env::var("ROCMFORGE_PREFILL_GEMM").unwrap_or_default();
+    let library = runtime.gemm_f16_library();
+    let vendor = match (setting.trim(), library) {
+        ("" | "auto", found) => found.is_some(),
+        ("tiles", _) => false,
+        ("vendor", Some(_)) => true,
+        ("vendor", None) => {
+            return Err(BackendError::Device(format!(
+                "ROCMFORGE_PREFILL_GEMM=vendor, but {} has no vendor GEMM library (cuBLASLt \
+                 on NVIDIA; none on HIP yet)",
+                runtime.info()
+            )))
+        }
+        (other, _) => {
+            return Err(BackendError::Device(format!(
+                "ROCMFORGE_PREFILL_GEMM='{other}' is not one of auto, vendor, tiles"
+            )))
+        }
+    };
+    match library.filter(|_| vendor) {
+        Some(name) => eprintln!("prefill GEMM: {name} on f16-staged weights"),
+        None => eprintln!("prefill GEMM: rocmforge tile kernels"),
+    }
+    Ok(vendor)
 }
 
 fn skipped(reasons: &[String]) -> String {

@@ -11,7 +11,10 @@ use super::kernels::StepSite;
 use super::layout::{self, ArenaLayout, MemoryBudget, WeightLayout, IO_ARGMAX, IO_POS0, IO_TOKENS};
 use super::memory::{DeviceBuffer, Graph};
 use super::runtime::{DevicePtr, GpuRuntime};
-use super::schedule::{self, enqueue, DeviceAddresses, Launch, Logits, ScheduleRequest, Scheduler};
+use super::schedule::{
+    self, enqueue, DeviceAddresses, Launch, Logits, ScheduleRequest, Scheduler, Staging,
+};
+use super::staging::staging_sizes;
 use crate::backend::{check_forward, Backend, BackendError};
 use crate::graph::{Fusion, Fusions, ValueId};
 use crate::plan::Model;
@@ -33,6 +36,9 @@ pub struct ExecutorConfig {
     /// tail. `rocmforge tune` measures it per model; prefill never uses it (on an H200 chains
     /// of large GEMMs lost 4-16% that way).
     pub dependent_decode: bool,
+    /// Run prefill matmuls on the runtime's vendor f16 GEMM (weights dequantized to f16 staging
+    /// buffers first) instead of the tile kernels; only where the runtime has one.
+    pub vendor_gemm: bool,
 }
 
 impl ExecutorConfig {
@@ -42,6 +48,7 @@ impl ExecutorConfig {
             max_chunk: DEFAULT_MAX_CHUNK.min(n_ctx.max(1)),
             use_graph: true,
             dependent_decode: false,
+            vendor_gemm: false,
         }
     }
 }
@@ -54,6 +61,11 @@ pub fn memory_budget(model: &Model, config: &ExecutorConfig) -> MemoryBudget {
         kv_cache: layout::kv_total_bytes(&model.hparams, config.n_ctx),
         arena: ArenaLayout::new(&model.program.values, config.max_chunk).total,
         io: layout::align_up(layout::io_len(config.max_chunk) * 4),
+        staging: if config.vendor_gemm {
+            staging_sizes(model, config.max_chunk).map_or(0, |s| s.bytes())
+        } else {
+            0
+        },
     }
 }
 
@@ -85,6 +97,7 @@ pub struct GpuBackend {
     _weights: DeviceBuffer<u8>,
     _kv_cache: DeviceBuffer<u8>,
     _arena: DeviceBuffer<u8>,
+    _staging: Option<DeviceBuffer<u8>>,
     runtime: Arc<dyn GpuRuntime>,
     model: Arc<Model>,
     config: ExecutorConfig,
@@ -125,6 +138,26 @@ impl GpuBackend {
         let arena_layout = ArenaLayout::new(&model.program.values, config.max_chunk);
         let arena = DeviceBuffer::<u8>::zeroed(&runtime, arena_layout.total)?;
         let io = DeviceBuffer::<i32>::zeroed(&runtime, layout::io_len(config.max_chunk))?;
+        let staged = match staging_sizes(&model, config.max_chunk) {
+            Some(sizes) if config.vendor_gemm => {
+                if runtime.gemm_f16_library().is_none() {
+                    return Err(GpuError::Device {
+                        spec: runtime.info().to_string(),
+                        what: "prefill on the vendor GEMM was asked for, but this runtime has no \
+                               vendor GEMM library"
+                            .to_string(),
+                    });
+                }
+                let buffer = DeviceBuffer::<u8>::alloc(&runtime, sizes.bytes())?;
+                let staging = Staging {
+                    weights: buffer.ptr(),
+                    weight_values: sizes.weight_values,
+                    input: buffer.ptr() + 2 * sizes.weight_values as u64,
+                };
+                Some((buffer, staging))
+            }
+            _ => None,
+        };
         runtime.synchronize()?;
         let fusions = Fusions::of(&model.program);
         let addresses = DeviceAddresses {
@@ -133,6 +166,7 @@ impl GpuBackend {
             kv_cache: kv_cache.ptr(),
             kv_side_bytes: layout::kv_side_bytes(&model.hparams, config.n_ctx),
             io: io.ptr(),
+            staging: staged.as_ref().map(|(_, s)| *s),
         };
         Ok(Self {
             runtime,
@@ -148,6 +182,7 @@ impl GpuBackend {
             _weights: weights,
             _kv_cache: kv_cache,
             _arena: arena,
+            _staging: staged.map(|(b, _)| b),
         })
     }
 

@@ -25,6 +25,10 @@ pub enum KernelRole {
     /// Rotating q and k and storing k and v: the first kernel of a fused rope + attention.
     RopeStore,
     Argmax,
+    /// A prefill matmul on the vendor GEMM: its input rows as f16, then its weight dequantized
+    /// to f16 (the GEMM itself is the runtime's, not a kernel).
+    StageInput,
+    StageWeights,
 }
 
 impl KernelRole {
@@ -34,6 +38,8 @@ impl KernelRole {
             KernelRole::KvStore => "kv_store",
             KernelRole::RopeStore => "rope_store",
             KernelRole::Argmax => "argmax",
+            KernelRole::StageInput => "stage_input",
+            KernelRole::StageWeights => "stage_weights",
         }
     }
 }

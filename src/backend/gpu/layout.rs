@@ -93,17 +93,24 @@ pub struct MemoryBudget {
     pub kv_cache: usize,
     pub arena: usize,
     pub io: usize,
+    /// The f16 staging buffers of prefill on the vendor GEMM (0 when it is not used).
+    pub staging: usize,
 }
 
 impl MemoryBudget {
     pub fn total(&self) -> u64 {
-        (self.weights + self.kv_cache + self.arena + self.io) as u64
+        (self.weights + self.kv_cache + self.arena + self.io + self.staging) as u64
     }
 
     pub fn describe(&self) -> String {
         let mib = |b: usize| b as f64 / (1u64 << 20) as f64;
+        let staging = if self.staging > 0 {
+            format!(" + f16 GEMM staging {:.1} MiB", mib(self.staging))
+        } else {
+            String::new()
+        };
         format!(
-            "weights {:.1} MiB + KV cache {:.1} MiB + activations {:.1} MiB",
+            "weights {:.1} MiB + KV cache {:.1} MiB + activations {:.1} MiB{staging}",
             mib(self.weights),
             mib(self.kv_cache),
             mib(self.arena + self.io)

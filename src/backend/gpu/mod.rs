@@ -25,6 +25,7 @@ pub mod loaded;
 pub mod memory;
 pub mod runtime;
 pub mod schedule;
+pub mod staging;
 
 pub use device::{
     open_backend, open_backend_tuned, select_device, DeviceSpec, SelectedDevice, Tuning,
@@ -35,5 +36,5 @@ pub use kernels::{KernelLaunch, KernelRole, KernelTable, Section, StepSite};
 pub use loaded::{KernelBinary, KernelSelector, LoadedKernelTable};
 pub use memory::{DeviceBuffer, DeviceCopy, Event, Graph, Module};
 pub use runtime::{
-    DeviceInfo, DevicePtr, GpuPlatform, GpuRuntime, LaunchDims, MemInfo, RuntimeError,
+    DeviceInfo, DevicePtr, GemmF16, GpuPlatform, GpuRuntime, LaunchDims, MemInfo, RuntimeError,
 };

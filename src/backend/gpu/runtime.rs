@@ -107,6 +107,22 @@ pub struct LaunchDims {
     pub dependent: bool,
 }
 
+/// One prefill matmul on the vendor's f16 GEMM: `out[t][r] = w[r] . x[t] (+ bias[r])` for
+/// `tokens` rows of x and `rows` rows of w, `k` values each. w and x are f16, row-major; out and
+/// bias are f32, out's rows `ld_out` floats apart (a chunk of rows writes a slice of columns).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct GemmF16 {
+    pub tokens: usize,
+    pub rows: usize,
+    pub k: usize,
+    pub weights: DevicePtr,
+    pub x: DevicePtr,
+    pub out: DevicePtr,
+    pub ld_out: usize,
+    /// 0 = no bias.
+    pub bias: DevicePtr,
+}
+
 /// Errors of the vendor runtime layer.
 #[derive(Debug, thiserror::Error)]
 pub enum RuntimeError {
@@ -146,6 +162,20 @@ pub trait GpuRuntime: Send + Sync {
         false
     }
     fn mem_info(&self) -> Result<MemInfo, RuntimeError>;
+    /// The vendor GEMM library this runtime found for [`GpuRuntime::gemm_f16`], if any.
+    fn gemm_f16_library(&self) -> Option<&'static str> {
+        None
+    }
+    /// Queue `g` on the stream (only where `gemm_f16_library` names a library).
+    /// # Safety
+    /// Every address of `g` lies in live allocations sized for its shape.
+    unsafe fn gemm_f16(&self, g: &GemmF16) -> Result<(), RuntimeError> {
+        let _ = g;
+        Err(RuntimeError::InvalidArgument {
+            call: "gemm_f16",
+            reason: format!("no vendor GEMM library on {}", self.info()),
+        })
+    }
 
     fn alloc(&self, bytes: usize) -> Result<DevicePtr, RuntimeError>;
     /// # Safety

@@ -10,6 +10,7 @@ pub mod matmul_tiles;
 pub mod rmsnorm;
 pub mod rope;
 pub mod split;
+pub mod stage_f16;
 
 pub use argmax::ArgmaxContext;
 pub use attention::AttentionContext;
@@ -20,6 +21,7 @@ pub use matmul_tiles::GemmTilesContext;
 pub use rmsnorm::RmsNormContext;
 pub use rope::{KvStoreContext, RopeContext, RopeStoreContext};
 pub use split::SplitContext;
+pub use stage_f16::StageF16Context;
 
 /// Threads in a block of `n` warps.
 fn warps(warp_size: u32, n: u32) -> u32 {
