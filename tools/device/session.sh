@@ -12,6 +12,8 @@
 #           synthetic model side by side with llama.cpp, dependent launch on and off, a profile of
 #           the 8B and tuning of qwen2.5-0.5b's matmuls (no SmolLM2).
 #   check (carry .devbin): GPU tests, verify and rocmforge's bench on two models; no peer.
+#   quick (carry .devbin, .devcarry/llamacpp-src.tar.xz): gpu_model, gpu_tune, two verifies and
+#           the benches beside llama.cpp, prefill on the tile kernels too.
 #   tune (right after all, machine still warm): rocmforge tune on qwen2.5-0.5b and llama3-8b,
 #           Q4_0 and Q4_K_M, each followed by a bench that applies the database it wrote.
 # Everything persists under /tmp/rf while the machine stays warm; results land in $OUT.
@@ -79,6 +81,14 @@ start_llama_build() {
         > "$W/logs/llama-build.log" 2>&1 < /dev/null &
 }
 
+tiles_prefill() { # prefill on our tile kernels instead of the vendor GEMM (the default where cuBLASLt loads)
+    echo -e "\n### prefill on the tile kernels (ROCMFORGE_PREFILL_GEMM=tiles)" >> "$S"
+    for m in qwen05-Q4_0 l8b-Q4_0 l8b-Q4_K_M; do
+        ROCMFORGE_PREFILL_GEMM=tiles timeout 120 $RF bench --gguf "$M/$m.gguf" --device cuda -p 512 -n 16 -r 5 > "$W/logs/rf-tiles-$m.txt" 2>&1
+        echo '```' >> "$S"; echo "$m" >> "$S"; grep -E "prefill GEMM|pp512" "$W/logs/rf-tiles-$m.txt" >> "$S"; echo '```' >> "$S"
+    done
+}
+
 profile() { # model: per-kernel GPU time of a short bench run (decode inside its graph included)
     local m=$1
     log "profile $m"
@@ -104,13 +114,7 @@ all)
     for _ in $(seq 150); do grep -q BUILD_EXIT "$W/logs/llama-build.log" && grep -q SYNTH_DONE "$W/logs/synth8b.log" && break; sleep 2; done
     echo -e "\n## bench (tok/s, median of 5; rocmforge / llama.cpp on this card)\n| model | rocmforge pp512 | llama.cpp pp512 | ratio | rocmforge tg128 | llama.cpp tg128 | ratio | roofline share |\n|---|---|---|---|---|---|---|---|" >> "$S"
     for m in qwen05-Q8_0 qwen05-Q4_0 qwen05-Q4_K_M l8b-Q4_0 l8b-Q4_K_M l8b-Q8_0; do bench "$m"; done
-    # Prefill on our tile kernels instead of the vendor GEMM (the default where cuBLASLt loads).
-    echo -e "\n### prefill on the tile kernels (ROCMFORGE_PREFILL_GEMM=tiles)" >> "$S"
-    ls /usr/local/cuda/lib64/libcublasLt* >> "$S" 2>&1
-    for m in qwen05-Q4_0 l8b-Q4_0 l8b-Q4_K_M; do
-        ROCMFORGE_PREFILL_GEMM=tiles timeout 120 $RF bench --gguf "$M/$m.gguf" --device cuda -p 512 -n 16 -r 5 > "$W/logs/rf-tiles-$m.txt" 2>&1
-        echo '```' >> "$S"; echo "$m" >> "$S"; grep -E "prefill GEMM|pp512" "$W/logs/rf-tiles-$m.txt" >> "$S"; echo '```' >> "$S"
-    done
+    tiles_prefill
     # Programmatic dependent launch (opt-in), rocmforge alone: what the overlap brings.
     echo -e "\n### with dependent launch (ROCMFORGE_DEPENDENT_LAUNCH=1)" >> "$S"
     for m in qwen05-Q4_0 l8b-Q4_0; do
@@ -122,6 +126,23 @@ all)
     # applies from here on).
     tune qwen05-Q4_0 120 --only matmul_gemv --only matmul_gemm_tiles
     log "all done"
+    ;;
+quick)
+    # The whole-model checks and every bench beside llama.cpp, without the op tests and tuning.
+    start_llama_build
+    for t in Q8_0 Q4_0 Q4_K_M; do synth "qwen05-$t" qwen2.5-0.5b $t; done
+    synth l8b4-Q4_K_M llama3-8b Q4_K_M --layers 4
+    setsid nohup bash -c "for t in Q4_0 Q4_K_M Q8_0; do [ -f $M/l8b-\$t.gguf ] || $RF synth --preset llama3-8b --type \$t --out $M/l8b-\$t.gguf; done; echo SYNTH_DONE" \
+        > "$W/logs/synth8b.log" 2>&1 < /dev/null &
+    OUT=$W/gpucheck timeout 200 tools/device/gpu-check.sh "$W/bin" gpu_model gpu_tune > "$W/logs/gpu-check.log" 2>&1
+    echo "## GPU tests" >> "$S"; cat "$W/gpucheck/summary.txt" >> "$S" 2>/dev/null
+    echo -e "\n## verify: GPU vs CPU reference\n| model | result | logits | greedy |\n|---|---|---|---|" >> "$S"
+    verify qwen05-Q4_K_M; verify l8b4-Q4_K_M --gen-tokens 64
+    for _ in $(seq 150); do grep -q BUILD_EXIT "$W/logs/llama-build.log" && grep -q SYNTH_DONE "$W/logs/synth8b.log" && break; sleep 2; done
+    echo -e "\n## bench (tok/s, median of 5; rocmforge / llama.cpp on this card)\n| model | rocmforge pp512 | llama.cpp pp512 | ratio | rocmforge tg128 | llama.cpp tg128 | ratio | roofline share |\n|---|---|---|---|---|---|---|---|" >> "$S"
+    for m in qwen05-Q8_0 qwen05-Q4_0 qwen05-Q4_K_M l8b-Q4_0 l8b-Q4_K_M l8b-Q8_0; do bench "$m"; done
+    tiles_prefill
+    log "quick done"
     ;;
 tune)
     echo -e "\n## tune (then bench with the database applied)" >> "$S"

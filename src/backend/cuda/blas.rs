@@ -57,15 +57,19 @@ impl Plan {
     fn new(handle: sys::cublasLtHandle_t, s: Shape) -> Result<Self, RuntimeError> {
         let f16 = sys::cudaDataType::CUDA_R_16F;
         let f32 = sys::cudaDataType::CUDA_R_32F;
-        let desc = lt::create_matmul_desc(sys::cublasComputeType_t::CUBLAS_COMPUTE_32F, f32)
-            .map_err(|e| blas_error("cublasLtMatmulDescCreate", e))?;
-        let plan = Plan {
-            desc,
-            weights: layout(f16, s.k, s.rows, s.k)?,
-            x: layout(f16, s.k, s.tokens, s.k)?,
-            out: layout(f32, s.rows, s.tokens, s.ld_out)?,
+        // Filled in step by step: whatever was created is destroyed by Drop if a step fails.
+        let mut plan = Plan {
+            desc: std::ptr::null_mut(),
+            weights: std::ptr::null_mut(),
+            x: std::ptr::null_mut(),
+            out: std::ptr::null_mut(),
             algo: sys::cublasLtMatmulAlgo_t { data: [0; 8] },
         };
+        plan.desc = lt::create_matmul_desc(sys::cublasComputeType_t::CUBLAS_COMPUTE_32F, f32)
+            .map_err(|e| blas_error("cublasLtMatmulDescCreate", e))?;
+        plan.weights = layout(f16, s.k, s.rows, s.k)?;
+        plan.x = layout(f16, s.k, s.tokens, s.k)?;
+        plan.out = layout(f32, s.rows, s.tokens, s.ld_out)?;
         let transposed: i32 = 1; // CUBLAS_OP_T
         let epilogue = if s.bias {
             sys::cublasLtEpilogue_t::CUBLASLT_EPILOGUE_BIAS
@@ -75,12 +79,12 @@ impl Plan {
         // SAFETY: the descriptor is alive; each buffer holds the attribute's documented type.
         unsafe {
             set_desc(
-                desc,
+                plan.desc,
                 sys::cublasLtMatmulDescAttributes_t::CUBLASLT_MATMUL_DESC_TRANSA,
                 &transposed,
             )?;
             set_desc(
-                desc,
+                plan.desc,
                 sys::cublasLtMatmulDescAttributes_t::CUBLASLT_MATMUL_DESC_EPILOGUE,
                 &epilogue,
             )?;
@@ -99,7 +103,7 @@ impl Plan {
             let found = set.and_then(|()| {
                 lt::get_matmul_algo_heuristic(
                     handle,
-                    desc,
+                    plan.desc,
                     plan.weights,
                     plan.x,
                     plan.out,
@@ -110,22 +114,24 @@ impl Plan {
             let _ = lt::destroy_matmul_pref(pref);
             found.map_err(|e| blas_error("cublasLtMatmulAlgoGetHeuristic", e))?
         };
-        Ok(Plan {
-            algo: heuristic.algo,
-            ..plan
-        })
+        plan.algo = heuristic.algo;
+        Ok(plan)
     }
 }
 
 impl Drop for Plan {
     fn drop(&mut self) {
-        // SAFETY: created in `new`, destroyed only here; no queued call uses a plan that the
-        // runtime drops (the runtime synchronizes its stream first).
+        // SAFETY: created in `new` (or null, never created), destroyed only here; no queued call
+        // uses a plan that the runtime drops (the runtime synchronizes its stream first).
         unsafe {
-            let _ = lt::destroy_matrix_layout(self.weights);
-            let _ = lt::destroy_matrix_layout(self.x);
-            let _ = lt::destroy_matrix_layout(self.out);
-            let _ = lt::destroy_matmul_desc(self.desc);
+            for layout in [self.weights, self.x, self.out] {
+                if !layout.is_null() {
+                    let _ = lt::destroy_matrix_layout(layout);
+                }
+            }
+            if !self.desc.is_null() {
+                let _ = lt::destroy_matmul_desc(self.desc);
+            }
         }
     }
 }
