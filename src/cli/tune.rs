@@ -3,7 +3,9 @@
 
 use crate::backend::gpu::compiled::compile_kernel_table_tuned;
 use crate::backend::gpu::kernels::KernelTable;
-use crate::backend::gpu::{select_device, ExecutorConfig, GpuBackend, SelectedDevice};
+use crate::backend::gpu::{
+    prefill_on_vendor_gemm, select_device, ExecutorConfig, GpuBackend, SelectedDevice,
+};
 use crate::backend::Backend;
 use crate::bench::{prompt_processing, token_generation, Series};
 use crate::codegen::TuningChoice;
@@ -89,7 +91,12 @@ pub fn run(a: &TuneArgs) -> Result<(), Box<dyn std::error::Error>> {
     let path = db_path(&fingerprint)?;
     eprintln!("tune: {} on {}", a.gguf.display(), fingerprint.describe());
     eprintln!("tune: database {}", path.display());
-    let mut backend = GpuBackend::load(runtime.clone(), model.clone(), ExecutorConfig::new(n_ctx))?;
+    // Prefill as `run` will do it, so that the end-to-end comparison measures what runs.
+    let config = ExecutorConfig {
+        vendor_gemm: prefill_on_vendor_gemm(runtime.as_ref())?,
+        ..ExecutorConfig::new(n_ctx)
+    };
+    let mut backend = GpuBackend::load(runtime.clone(), model.clone(), config)?;
 
     // One round of the end-to-end comparison made at the end, timed to keep its share of the
     // budget: the kernels' comparison runs 2 * bench_repeats such rounds, the launch modes'

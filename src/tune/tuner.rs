@@ -156,6 +156,18 @@ impl<'a> Tuner<'a> {
         problems.retain(|p| {
             options.only.is_empty() || options.only.iter().any(|o| p.problem.contains(o))
         });
+        if self.backend.vendor_gemm() {
+            // Prefill matmuls run on the vendor GEMM: the tile kernels would be timed unused.
+            let before = problems.len();
+            problems.retain(|p| p.kind != KernelKind::MatmulGemm);
+            if problems.len() < before {
+                progress(format!(
+                    "{} tile GEMM problems skipped: prefill matmuls run on the vendor GEMM \
+                     (ROCMFORGE_PREFILL_GEMM=tiles tunes them)",
+                    before - problems.len()
+                ));
+            }
+        }
         let mut report = TuneReport::default();
         let ranked = self.rank(&defaults, problems, &mut report, progress)?;
         let total = ranked.len();

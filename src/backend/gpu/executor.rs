@@ -190,6 +190,11 @@ impl GpuBackend {
         &self.runtime
     }
 
+    /// Whether prefill matmuls run on the runtime's vendor GEMM rather than the tile kernels.
+    pub fn vendor_gemm(&self) -> bool {
+        self.addresses.staging.is_some()
+    }
+
     fn scheduler(&self) -> Scheduler<'_> {
         Scheduler {
             model: &self.model,

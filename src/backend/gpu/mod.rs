@@ -28,7 +28,8 @@ pub mod schedule;
 pub mod staging;
 
 pub use device::{
-    open_backend, open_backend_tuned, select_device, DeviceSpec, SelectedDevice, Tuning,
+    open_backend, open_backend_tuned, prefill_on_vendor_gemm, select_device, DeviceSpec,
+    SelectedDevice, Tuning,
 };
 pub use error::GpuError;
 pub use executor::{check_memory, memory_budget, ExecutorConfig, GpuBackend};
