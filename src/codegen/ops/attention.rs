@@ -2,6 +2,7 @@
 
 use serde::Serialize;
 
+use super::rope::RotaryPairs;
 use super::warps;
 use crate::codegen::compiler::Target;
 use crate::codegen::context::{
@@ -37,6 +38,13 @@ pub struct AttentionContext {
     pub warps: u32,
     /// Blocks sharing one (token, KV head) over disjoint key ranges, merged by the last to finish.
     pub kv_splits: u32,
+    /// Decode with the rotations fused in (`with_rope`): the kernel rotates q and the launch's new
+    /// keys itself and stores the new keys and values in the cache, so no rope_store launch runs
+    /// before it. The names are those of `rope_pair.hip.tera`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub style: Option<RotaryPairs>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub base: Option<f32>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -67,8 +75,20 @@ impl AttentionContext {
             max_tokens,
             warps: 0,
             kv_splits: 0,
+            style: None,
+            base: None,
         };
         ctx.with_knobs(&ctx.default_knobs())
+    }
+
+    /// The decode kernel that also does rope_store's work: q and the new keys rotated by `style`
+    /// pairs with frequency base `base`, new keys and values stored in the cache.
+    pub fn with_rope(self, style: RotaryPairs, base: f32) -> AttentionContext {
+        AttentionContext {
+            style: Some(style),
+            base: Some(base),
+            ..self
+        }
     }
 
     /// Decode: 16 splits so that even two KV heads fill a large GPU, 8 warps per block (what
@@ -113,8 +133,9 @@ impl OpContext for AttentionContext {
             AttentionPhase::Decode => "decode",
             AttentionPhase::Prefill => "prefill",
         };
+        let rope = if self.style.is_some() { "+rope" } else { "" };
         format!(
-            "attention {phase} head_dim={} heads={}/{} ctx={}",
+            "attention {phase}{rope} head_dim={} heads={}/{} ctx={}",
             self.head_dim, self.n_head, self.n_kv_head, self.n_ctx
         )
     }
@@ -158,6 +179,11 @@ impl OpContext for AttentionContext {
             self.phase == AttentionPhase::Decode || self.kv_splits == 1,
             self,
             || "prefill attention has no split scratch: kv_splits must be 1".to_string(),
+        )?;
+        require(
+            self.phase == AttentionPhase::Decode || self.style.is_none(),
+            self,
+            || "only decode attention rotates q and k itself".to_string(),
         )?;
         check_launch(self)
     }
