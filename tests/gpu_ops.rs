@@ -367,7 +367,10 @@ fn check_attention_candidates(runtime: &Arc<dyn GpuRuntime>, spec: SynthModel) -
                 };
                 let fusion = h.gpu.fusion_at(site, n).cloned();
                 let (first, len) = fusion.as_ref().map_or((index, 1), |f| (f.first, f.len));
-                if steps[first..first + len].iter().any(|s| s.op == Op::Attention) {
+                if steps[first..first + len]
+                    .iter()
+                    .any(|s| s.op == Op::Attention)
+                {
                     h.check_unit(site, steps, fusion.as_ref(), n, 31 + index as u64);
                 }
                 index += len;

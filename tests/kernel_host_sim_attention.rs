@@ -93,11 +93,7 @@ impl Case {
 
 /// Runs each case with the tiled candidates `pick(index, knobs)` selects and returns the knobs
 /// (JSON) that ran, each checked against the CPU op.
-fn check(
-    name: &str,
-    cases: &[Case],
-    pick: impl Fn(usize, &AttentionKnobs) -> bool,
-) -> Vec<String> {
+fn check(name: &str, cases: &[Case], pick: impl Fn(usize, &AttentionKnobs) -> bool) -> Vec<String> {
     let mut rng = Rng::new(21);
     let dir = host_templates(name);
     let renderer = Renderer::from_dir(&dir).unwrap();
@@ -199,9 +195,7 @@ fn tiled_prefill_matches_the_cpu_across_shapes() {
         case("gfx90a", 2, 2, 96, 40, 3, 19),
     ];
     let ran = check("attn-tiles-shapes", &cases, |i, k| {
-        i == 0
-            || *k == AttentionKnobs::tiled(16, 32, 8)
-            || *k == AttentionKnobs::tiled(4, 32, 2)
+        i == 0 || *k == AttentionKnobs::tiled(16, 32, 8) || *k == AttentionKnobs::tiled(4, 32, 2)
     });
     assert!(ran.is_empty() || ran.len() >= 2 * cases.len(), "{ran:?}");
 }
@@ -217,7 +211,10 @@ fn tiles_are_offered_only_for_prefill_on_matrix_targets() {
     };
     let tiled = |arch: &str, phase| {
         let ctx = AttentionContext::new(&Target::parse(arch).unwrap(), phase, shape, 4);
-        (ctx.tile_tokens, ctx.candidates().iter().any(|k| k.tile_tokens > 0))
+        (
+            ctx.tile_tokens,
+            ctx.candidates().iter().any(|k| k.tile_tokens > 0),
+        )
     };
     assert_eq!(tiled("gfx1030", AttentionPhase::Prefill), (0, false));
     assert_eq!(tiled("sm_90", AttentionPhase::Decode), (0, false));
