@@ -3,7 +3,9 @@
 //! through the lane-by-lane MFMA emulation (so the fragment layout code runs too). Shapes cover
 //! head sizes 64, 96 and 128, groups of 7, 4, 3 and 1, token counts that are not a multiple of
 //! the tile, prompts continued at pos0 > 0 and chunks ending at the context's end. Cache rows
-//! past the prompt hold NaN: a kernel that multiplied them would fail.
+//! past the prompt hold NaN: a kernel that multiplied them would fail. Cases with `growing`
+//! keys (magnitudes rising with the position) make later chunks' scores exceed earlier maxima by
+//! far, so the online softmax's rescaling of the output runs.
 
 mod host_cxx;
 mod host_sim;
@@ -33,6 +35,10 @@ struct Case {
     n_ctx: usize,
     pos0: usize,
     n_tokens: usize,
+    /// Keys scaled by 1 + j / 4 at position j and queries by 4, both rounded to f16 so that
+    /// the large scores carry no rounding of the kernel's f16 queries (head size 64: SCALE is
+    /// a power of two).
+    growing: bool,
 }
 
 /// Inputs and the CPU engine's output for one case.
@@ -56,11 +62,15 @@ impl Case {
     fn data(&self, rng: &mut Rng) -> Data {
         let kv_width = self.n_kv_head * self.head_dim;
         let filled = (self.pos0 + self.n_tokens) * kv_width;
-        let mut cache = || {
+        let growth = |i: usize| match self.growing {
+            true => 1.0 + (i / kv_width) as f32 / 4.0,
+            false => 1.0,
+        };
+        let mut cache = |grows: bool| {
             let values: Vec<f16> = (0..self.n_ctx * kv_width)
                 .map(|i| {
                     if i < filled {
-                        f16::from_f32(rng.normal())
+                        f16::from_f32(rng.normal() * if grows { growth(i) } else { 1.0 })
                     } else {
                         f16::NAN
                     }
@@ -70,10 +80,13 @@ impl Case {
             let floats: Vec<f32> = values.iter().map(|h| h.to_f32()).collect();
             (bytes, floats)
         };
-        let (k_bytes, k) = cache();
-        let (v_bytes, v) = cache();
+        let (k_bytes, k) = cache(true);
+        let (v_bytes, v) = cache(false);
         let q: Vec<f32> = (0..self.n_tokens * self.n_head * self.head_dim)
-            .map(|_| rng.normal())
+            .map(|_| match self.growing {
+                true => f16::from_f32(4.0 * rng.normal()).to_f32(),
+                false => rng.normal(),
+            })
             .collect();
         let mut want = vec![0f32; q.len()];
         let shape = AttnShape {
@@ -153,6 +166,7 @@ fn every_tiled_prefill_candidate_matches_the_cpu() {
         n_ctx: 48,
         pos0: 5,
         n_tokens: 29,
+        growing: false,
     }];
     let ran = check("attn-tiles-all", &cases, |_, _| true);
     for knob in [
@@ -184,6 +198,11 @@ fn tiled_prefill_matches_the_cpu_across_shapes() {
         n_ctx,
         pos0,
         n_tokens,
+        growing: false,
+    };
+    let growing = |target| Case {
+        growing: true,
+        ..case(target, 14, 2, 64, 96, 3, 70)
     };
     let cases = [
         case("sm_90", 8, 2, 128, 64, 0, 21),
@@ -193,6 +212,8 @@ fn tiled_prefill_matches_the_cpu_across_shapes() {
         case("gfx90a", 14, 2, 64, 48, 5, 29),
         case("gfx90a", 8, 2, 128, 80, 40, 9),
         case("gfx90a", 2, 2, 96, 40, 3, 19),
+        growing("sm_90"),
+        growing("gfx90a"),
     ];
     let ran = check("attn-tiles-shapes", &cases, |i, k| {
         i == 0 || *k == AttentionKnobs::tiled(16, 32, 8) || *k == AttentionKnobs::tiled(4, 32, 2)

@@ -154,17 +154,18 @@ impl AttentionContext {
         self.tile_tokens > 0
     }
 
-    /// Shared memory of the tiled prefill (see attention_prefill_tiles.hip.tera): Q tile, K
-    /// chunk, V^T chunk, and the larger of the scores and the warps' output patches.
+    /// Shared memory of the tiled prefill (see attention_prefill_tiles.hip.tera): Q tile, the
+    /// larger of the K chunk and the warps' patches, V^T chunk, scores, a float per row and a
+    /// flag.
     fn tiled_shared_bytes(&self) -> usize {
         let rows = (self.tile_tokens as usize * self.group()).div_ceil(TILE) * TILE;
         let chunk = self.kv_chunk as usize;
         let q = rows * (self.head_dim + 8) * 2;
         let k = chunk * (self.head_dim + 8) * 2;
+        let patches = self.warps as usize * TILE * (TILE + 4) * 4;
         let vt = self.head_dim * (chunk + 8) * 2;
         let scores = rows * (chunk + 4) * 4;
-        let patches = self.warps as usize * TILE * (TILE + 4) * 4;
-        q + k + vt + scores.max(patches)
+        q + k.max(patches) + vt + scores + rows * 4 + 16
     }
 
     fn group(&self) -> usize {
