@@ -15,8 +15,11 @@ use std::collections::BTreeMap;
 use rocmforge::codegen::cache::{compile_all, KernelCache};
 use rocmforge::codegen::compiler::{compiler_for, Platform, Target};
 use rocmforge::codegen::context::Tunable;
+use rocmforge::codegen::ops::attention::{AttentionPhase, AttentionShape};
 use rocmforge::codegen::ops::rope::RotaryPairs;
-use rocmforge::codegen::ops::{EmbedContext, GemmContext, GemmTilesContext, GemvContext};
+use rocmforge::codegen::ops::{
+    AttentionContext, EmbedContext, GemmContext, GemmTilesContext, GemvContext,
+};
 use rocmforge::codegen::quant::gpu_formats;
 use rocmforge::codegen::shape::{ModelShape, ShapeHparams};
 use rocmforge::codegen::{kernels_for_shape, KernelKind, KernelSpec, Renderer, TuningChoice};
@@ -74,6 +77,10 @@ const SHAPES: &[Shape] = &[
     ),
 ];
 const TARGETS: &[&str] = &["gfx90a", "gfx1030", "sm_90"];
+/// Attention head shapes (head_dim, n_head, n_kv_head) whose prefill candidates all compile:
+/// the shapes above and Phi-3's head size 96.
+const ATTENTION_HEADS: &[(usize, usize, usize)] =
+    &[(64, 9, 3), (64, 14, 2), (128, 32, 8), (96, 32, 32)];
 const N_CTX: usize = 4096;
 
 fn decoder(shape: &Shape, format: GgmlType) -> ModelShape {
@@ -145,6 +152,20 @@ fn kernels(target: &Target, renderer: &Renderer) -> BTreeMap<String, KernelSpec>
                 }
             }
         }
+        // Every prefill attention candidate: the tiled kernel's tile sizes, chunks and warps.
+        for &(head_dim, n_head, n_kv_head) in ATTENTION_HEADS {
+            let shape = AttentionShape {
+                head_dim,
+                n_head,
+                n_kv_head,
+                n_ctx: N_CTX,
+            };
+            let attn = AttentionContext::new(target, AttentionPhase::Prefill, shape, 4);
+            for knobs in attn.candidates() {
+                let k = spec(KernelKind::Attention, attn.with_knobs(&knobs), renderer);
+                out.insert(k.name.clone(), k);
+            }
+        }
     }
     out
 }
@@ -208,10 +229,11 @@ fn every_kernel_compiles_for_every_reference_target() {
                     if let Some(r) = outcome.kernel.registers.filter(|&r| r > max_registers.0) {
                         max_registers = (r, spec.name.clone());
                     }
-                    // GEMV and matrix-tile GEMM register counts bound their occupancy, which
-                    // decode and prefill speed depend on.
+                    // GEMV, matrix-tile GEMM and tiled attention register counts bound their
+                    // occupancy, which decode and prefill speed depend on.
                     if spec.kind == KernelKind::MatmulGemv
                         || spec.name.starts_with("matmul_gemm_tiles")
+                        || spec.knobs_json.contains("tile_tokens")
                     {
                         eprintln!(
                             "{arch}: {} ({} {}) registers {:?} spills {:?}",

@@ -11,7 +11,7 @@ use host_sim::{bytes_f32, f32_bytes, i32_bytes, max_rel_err, Launch, Q8x};
 use rocmforge::backend::cpu::ops::{self, AttnShape};
 use rocmforge::codegen::compiler::Target;
 use rocmforge::codegen::context::Tunable;
-use rocmforge::codegen::ops::attention::{AttentionPhase, AttentionShape};
+use rocmforge::codegen::ops::attention::{AttentionKnobs, AttentionPhase, AttentionShape};
 use rocmforge::codegen::ops::elementwise::ElementwiseOp;
 use rocmforge::codegen::ops::matmul::GemvKnobs;
 use rocmforge::codegen::ops::rope::RotaryPairs;
@@ -478,8 +478,14 @@ fn attention_kernels_match_the_cpu() {
         };
         let (kb, vb, kf, vf) = caches(&mut rng, N_CTX, n_kv_head * head_dim, pos0 + n);
         let q = randn(&mut rng, n * n_head * head_dim);
+        // The per-token prefill kernel; the tiled one runs in kernel_host_sim_attention.rs.
+        let ctx = AttentionContext::new(&t, phase, shape, 4);
+        let ctx = match phase {
+            AttentionPhase::Decode => ctx,
+            AttentionPhase::Prefill => ctx.with_knobs(&AttentionKnobs::per_token(4, 1)),
+        };
         launches.push(launch(
-            spec(KernelKind::Attention, AttentionContext::new(&t, phase, shape, 4)),
+            spec(KernelKind::Attention, ctx),
             n as u32,
             "(const float*)B[0], (const __half*)B[1], (const __half*)B[2], (float*)B[3], (const int*)B[4], n_tokens",
             vec![f32_bytes(&q), kb, vb, vec![0; 4 * q.len()], i32_bytes(&[pos0 as i32])],

@@ -10,14 +10,11 @@ mod gemm_tiles_case;
 mod host_cxx;
 mod host_sim;
 
-use std::path::{Path, PathBuf};
-
 use gemm_tiles_case::Case;
-use host_sim::{bytes_f32, f32_bytes, max_rel_err, Launch};
+use host_sim::{bytes_f32, f32_bytes, host_templates, max_rel_err, Launch};
 use rocmforge::codegen::compiler::Target;
 use rocmforge::codegen::context::{OpContext, Tunable};
 use rocmforge::codegen::ops::GemmTilesContext;
-use rocmforge::codegen::render::template_names;
 use rocmforge::codegen::{KernelKind, KernelSpec, Renderer};
 use rocmforge::gguf::GgmlType;
 use rocmforge::util::rng::Rng;
@@ -27,27 +24,6 @@ const TOL: f32 = 2e-5;
 
 const ARGS: &str =
     "(const unsigned char*)B[0], (const float*)B[1], (float*)B[2], (const float*)B[3], n_tokens";
-
-/// The templates with the device-only preludes swapped for host-runnable ones, in a fresh
-/// folder.
-fn host_templates(name: &str) -> PathBuf {
-    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("templates");
-    let host = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/host_sim");
-    let dir =
-        std::env::temp_dir().join(format!("rocmforge-templates-{name}-{}", std::process::id()));
-    for name in template_names() {
-        let from = match name {
-            "prelude/cuda.hip.tera" => src.join("prelude/hip.hip.tera"),
-            "prelude/matrix_cuda.hip.tera" => host.join("matrix_host.hip"),
-            "prelude/mfma_hip.hip.tera" => host.join("mfma_host.hip"),
-            _ => src.join(name),
-        };
-        let to = dir.join(name);
-        std::fs::create_dir_all(to.parent().unwrap()).unwrap();
-        std::fs::copy(&from, &to).unwrap();
-    }
-    dir
-}
 
 /// The case as a host-simulated launch.
 fn launch(case: &Case, spec: KernelSpec) -> Launch {

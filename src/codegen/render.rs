@@ -60,6 +60,7 @@ const TEMPLATES: &[(&str, &str)] = embedded![
     "rope_store.hip.tera",
     "kv_store.hip.tera",
     "attention.hip.tera",
+    "attention_prefill_tiles.hip.tera",
     "elementwise.hip.tera",
     "argmax.hip.tera",
     "stage_f16.hip.tera",

@@ -22,13 +22,16 @@ pub struct Tolerance {
 /// The tolerance of an op kind. Matmuls: candidates switch between int8 (q8_1) and f32 x, whose
 /// rounding gives an NMSE near 2e-5 and a largest difference near 5e-3 of the output's
 /// magnitude on random inputs (f32 reorderings and f16 tensor-core tiles far less), while a
-/// wrong row or index gives ~1 in the largest difference. Attention and the RMS norm only sum
-/// in another order or split. Ops without reductions should match bit for bit; their bounds
+/// wrong row or index gives ~1 in the largest difference. The RMS norm only sums in another
+/// order. Attention: decode candidates only sum in another order or split, but prefill switches
+/// between the per-token kernel (f32) and the tiled kernel on matrix units, which rounds queries
+/// and softmax weights to f16 (an NMSE near 1e-7 and a largest difference near 5e-4 on random
+/// inputs, more where real queries give large scores). Ops without reductions should match bit for bit; their bounds
 /// only allow a contracted multiply-add.
 pub fn tolerance(kind: KernelKind) -> Tolerance {
     let (nmse, max_relative) = match kind {
         KernelKind::MatmulGemv | KernelKind::MatmulGemm => (1e-4, 5e-2),
-        KernelKind::Attention => (1e-6, 1e-3),
+        KernelKind::Attention => (1e-5, 1e-2),
         KernelKind::RmsNorm => (1e-8, 1e-4),
         KernelKind::Embed
         | KernelKind::Split

@@ -31,6 +31,11 @@ static inline void rf_tile_store(float* p, const rf_tile_acc& c, int ld) {
     for (int m = 0; m < 16; ++m)
         for (int n = 0; n < 16; ++n) p[m * ld + n] = c.v[m][n];
 }
+static inline void rf_tile_load_acc(rf_tile_acc& c, const float* p, int ld) {
+    if (((size_t)p & 31) != 0) std::abort();
+    for (int m = 0; m < 16; ++m)
+        for (int n = 0; n < 16; ++n) c.v[m][n] = p[m * ld + n];
+}
 static inline void rf_tile_sync() { sim_warp_barriers[sim_tid / sim_warp]->arrive_and_wait(); }
 static inline unsigned int rf_pack_f16x2(float lo, float hi) {
     return (unsigned int)__float2half(lo).bits | ((unsigned int)__float2half(hi).bits << 16);

@@ -6,12 +6,13 @@
 #![allow(dead_code)]
 
 use std::fmt::Write as _;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use crate::host_cxx;
 
 use rocmforge::codegen::ops::matmul::GemvKnobs;
+use rocmforge::codegen::render::template_names;
 use rocmforge::codegen::KernelSpec;
 
 const SHIM: &str = r#"
@@ -127,6 +128,28 @@ static void sim_write(const char* path, const std::vector<unsigned char*>& bufs,
     std::fclose(f);
 }
 "#;
+
+/// The templates with the device-only preludes swapped for host-runnable ones, in a fresh
+/// folder: for NVIDIA the matrix prelude is replaced by a scalar stand-in (matrix_host.hip) and
+/// the CUDA prelude by the HIP one; for AMD only the MFMA instruction (mfma_host.hip).
+pub fn host_templates(name: &str) -> PathBuf {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("templates");
+    let host = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/host_sim");
+    let dir =
+        std::env::temp_dir().join(format!("rocmforge-templates-{name}-{}", std::process::id()));
+    for name in template_names() {
+        let from = match name {
+            "prelude/cuda.hip.tera" => src.join("prelude/hip.hip.tera"),
+            "prelude/matrix_cuda.hip.tera" => host.join("matrix_host.hip"),
+            "prelude/mfma_hip.hip.tera" => host.join("mfma_host.hip"),
+            _ => src.join(name),
+        };
+        let to = dir.join(name);
+        std::fs::create_dir_all(to.parent().unwrap()).unwrap();
+        std::fs::copy(&from, &to).unwrap();
+    }
+    dir
+}
 
 /// One launch: the kernel, its launch geometry, its buffers, and the call with buffers `B[i]`.
 pub struct Launch {

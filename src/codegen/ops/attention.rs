@@ -1,4 +1,8 @@
-//! Causal grouped-query attention over the f16 KV cache, flash-decoding style.
+//! Causal grouped-query attention over the f16 KV cache: flash-decoding style for decode and,
+//! where the target has matrix tiles, a tiled prefill kernel (`attention_prefill_tiles`): a block
+//! serves `tile_tokens` tokens times the whole query group of one KV head, staging each chunk of
+//! `kv_chunk` keys in shared memory once for all of them and multiplying on 16x16 f16 tiles.
+//! `tile_tokens = 0` is the per-token kernel (`attention.hip.tera`), which every target has.
 
 use serde::Serialize;
 
@@ -12,6 +16,20 @@ use crate::codegen::error::CodegenError;
 
 /// Head dimensions held per lane: one 16-byte load of halves.
 const DIMS_PER_LANE: usize = 8;
+
+/// The side of one matrix-unit tile.
+const TILE: usize = 16;
+
+/// Query rows (tokens x group) a tiled prefill block aims at by default: four 16-row tiles.
+const DEFAULT_TILE_ROWS: usize = 64;
+
+/// The tiled prefill's tile sizes the tuner tries (tokens per block, keys per chunk).
+const TILE_TOKENS: [u32; 4] = [8, 16, 32, 4];
+const KV_CHUNKS: [u32; 2] = [64, 32];
+
+fn is_zero(v: &u32) -> bool {
+    *v == 0
+}
 
 /// Decode serves few tokens with many KV splits (the scratch of a split kernel holds this many
 /// tokens); prefill serves any number of tokens with one split per block.
@@ -45,12 +63,48 @@ pub struct AttentionContext {
     pub style: Option<RotaryPairs>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub base: Option<f32>,
+    /// Whether the target has matrix tiles (the tiled prefill kernel is offered).
+    #[serde(skip)]
+    pub tiles_offered: bool,
+    /// Tiled prefill: tokens per block (0: the per-token kernel) and keys per staged chunk.
+    /// Absent from the JSON when 0, so the per-token and decode kernels keep their names.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub tile_tokens: u32,
+    #[serde(skip_serializing_if = "is_zero")]
+    pub kv_chunk: u32,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct AttentionKnobs {
     pub warps: u32,
     pub kv_splits: u32,
+    /// Absent when 0 so that decode's candidate set (and its tuning results) stay as they were.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub tile_tokens: u32,
+    #[serde(skip_serializing_if = "is_zero")]
+    pub kv_chunk: u32,
+}
+
+impl AttentionKnobs {
+    /// The per-token kernel's knobs (decode, or prefill without tiles).
+    pub fn per_token(warps: u32, kv_splits: u32) -> AttentionKnobs {
+        AttentionKnobs {
+            warps,
+            kv_splits,
+            tile_tokens: 0,
+            kv_chunk: 0,
+        }
+    }
+
+    /// The tiled prefill kernel's knobs.
+    pub fn tiled(tile_tokens: u32, kv_chunk: u32, warps: u32) -> AttentionKnobs {
+        AttentionKnobs {
+            warps,
+            kv_splits: 1,
+            tile_tokens,
+            kv_chunk,
+        }
+    }
 }
 
 impl AttentionContext {
@@ -77,6 +131,9 @@ impl AttentionContext {
             kv_splits: 0,
             style: None,
             base: None,
+            tiles_offered: target.has_matrix_tiles(),
+            tile_tokens: 0,
+            kv_chunk: 0,
         };
         ctx.with_knobs(&ctx.default_knobs())
     }
@@ -93,22 +150,66 @@ impl AttentionContext {
 
     /// Decode: 16 splits so that even two KV heads fill a large GPU, 8 warps per block (what
     /// `rocmforge tune` chose on an H200 for head sizes 64 and 128 at position 512, 1.17-1.27x
-    /// over 4); prefill has a block per (KV head, token) already.
+    /// over 4). Prefill: the tiled kernel where offered, with blocks of about 64 query rows
+    /// (tokens x group: 8 tokens of a group of 7 or 8, 16 of a group of 4), 64-key chunks where
+    /// they fit in shared memory, else 32, 4 warps; not measured yet. Without tiles, a block per
+    /// (KV head, token), 4 warps.
     fn default_knobs(&self) -> AttentionKnobs {
         match self.phase {
-            AttentionPhase::Decode => AttentionKnobs {
-                warps: 8,
-                kv_splits: 16,
-            },
-            AttentionPhase::Prefill => AttentionKnobs {
-                warps: 4,
-                kv_splits: 1,
-            },
+            AttentionPhase::Decode => AttentionKnobs::per_token(8, 16),
+            AttentionPhase::Prefill => {
+                let rows_fit = (DEFAULT_TILE_ROWS / self.group().max(1)).max(1);
+                // The largest power of two at most rows_fit.
+                let tokens = 1u32 << rows_fit.ilog2();
+                [64, 32]
+                    .into_iter()
+                    .map(|chunk| AttentionKnobs::tiled(tokens, chunk, 4))
+                    .find(|k| self.with_knobs(k).validate().is_ok())
+                    .unwrap_or(AttentionKnobs::per_token(4, 1))
+            }
         }
+    }
+
+    fn tiled(&self) -> bool {
+        self.tile_tokens > 0
+    }
+
+    /// Shared memory of the tiled prefill (see attention_prefill_tiles.hip.tera): Q tile, the
+    /// larger of the K chunk and the warps' patches, V^T chunk, scores, a float per row and a
+    /// flag.
+    fn tiled_shared_bytes(&self) -> usize {
+        let rows = (self.tile_tokens as usize * self.group()).div_ceil(TILE) * TILE;
+        let chunk = self.kv_chunk as usize;
+        let q = rows * (self.head_dim + 8) * 2;
+        let k = chunk * (self.head_dim + 8) * 2;
+        let patches = self.warps as usize * TILE * (TILE + 4) * 4;
+        let vt = self.head_dim * (chunk + 8) * 2;
+        let scores = rows * (chunk + 4) * 4;
+        q + k.max(patches) + vt + scores + rows * 4 + 16
     }
 
     fn group(&self) -> usize {
         self.n_head / self.n_kv_head.max(1)
+    }
+
+    fn validate_tiles(&self) -> Result<(), CodegenError> {
+        require(
+            self.phase == AttentionPhase::Prefill && self.tiles_offered,
+            self,
+            || "tiled attention is a prefill kernel for targets with matrix tiles".to_string(),
+        )?;
+        require(
+            self.head_dim.is_multiple_of(TILE)
+                && self.kv_chunk > 0
+                && (self.kv_chunk as usize).is_multiple_of(TILE),
+            self,
+            || {
+                format!(
+                    "tiled attention needs head_dim ({}) and kv_chunk ({}) multiples of 16",
+                    self.head_dim, self.kv_chunk
+                )
+            },
+        )
     }
 }
 
@@ -126,7 +227,14 @@ impl OpContext for AttentionContext {
         "attention"
     }
     fn template(&self) -> &'static str {
-        "attention.hip.tera"
+        if self.tiled() {
+            "attention_prefill_tiles.hip.tera"
+        } else {
+            "attention.hip.tera"
+        }
+    }
+    fn matrix_tiles(&self) -> bool {
+        self.tiled()
     }
     fn problem(&self) -> String {
         let phase = match self.phase {
@@ -185,19 +293,25 @@ impl OpContext for AttentionContext {
             self,
             || "only decode attention rotates q and k itself".to_string(),
         )?;
+        if self.tiled() {
+            self.validate_tiles()?;
+        }
         check_launch(self)
     }
     fn block(&self) -> (u32, u32, u32) {
         (warps(self.target.warp_size, self.warps), 1, 1)
     }
     fn shared_bytes(&self) -> u32 {
+        if self.tiled() {
+            return self.tiled_shared_bytes() as u32;
+        }
         let per_warp = self.group() * (self.head_dim + 2);
         (4 * self.warps as usize * per_warp + if self.kv_splits > 1 { 4 } else { 0 }) as u32
     }
     fn grid_rule(&self) -> GridRule {
         GridRule {
             x: Extent::Fixed(self.n_kv_head as u32),
-            y: Extent::per_token(1, 1),
+            y: Extent::per_token(1, self.tile_tokens.max(1)),
             z: Extent::Fixed(self.kv_splits),
         }
     }
@@ -212,6 +326,8 @@ impl Tunable for AttentionContext {
         AttentionKnobs {
             warps: self.warps,
             kv_splits: self.kv_splits,
+            tile_tokens: self.tile_tokens,
+            kv_chunk: self.kv_chunk,
         }
     }
     fn candidates(&self) -> Vec<AttentionKnobs> {
@@ -223,7 +339,16 @@ impl Tunable for AttentionContext {
         };
         for &kv_splits in splits {
             for warps in [4, 2, 8] {
-                list.push(AttentionKnobs { warps, kv_splits });
+                list.push(AttentionKnobs::per_token(warps, kv_splits));
+            }
+        }
+        if self.phase == AttentionPhase::Prefill {
+            for tokens in TILE_TOKENS {
+                for chunk in KV_CHUNKS {
+                    for warps in [4, 2, 8] {
+                        list.push(AttentionKnobs::tiled(tokens, chunk, warps));
+                    }
+                }
             }
         }
         valid_candidates(self, list)
@@ -232,6 +357,8 @@ impl Tunable for AttentionContext {
         AttentionContext {
             warps: knobs.warps,
             kv_splits: knobs.kv_splits,
+            tile_tokens: knobs.tile_tokens,
+            kv_chunk: knobs.kv_chunk,
             ..self.clone()
         }
     }

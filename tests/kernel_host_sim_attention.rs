@@ -1,0 +1,252 @@
+//! The tiled prefill attention (`attention_prefill_tiles`) executed on the host (tests/host_sim)
+//! against the CPU engine's attention: NVIDIA through the scalar matrix-tile stand-in, AMD
+//! through the lane-by-lane MFMA emulation (so the fragment layout code runs too). Shapes cover
+//! head sizes 64, 96 and 128, groups of 7, 4, 3 and 1, token counts that are not a multiple of
+//! the tile, prompts continued at pos0 > 0 and chunks ending at the context's end. Cache rows
+//! past the prompt hold NaN: a kernel that multiplied them would fail. Cases with `growing`
+//! keys (magnitudes rising with the position) make later chunks' scores exceed earlier maxima by
+//! far, so the online softmax's rescaling of the output runs.
+
+mod host_cxx;
+mod host_sim;
+
+use half::f16;
+use host_sim::{bytes_f32, f32_bytes, host_templates, i32_bytes, max_rel_err, Launch};
+use rocmforge::backend::cpu::ops::{self, AttnShape};
+use rocmforge::codegen::compiler::Target;
+use rocmforge::codegen::context::{OpContext, Tunable};
+use rocmforge::codegen::ops::attention::{AttentionKnobs, AttentionPhase, AttentionShape};
+use rocmforge::codegen::ops::AttentionContext;
+use rocmforge::codegen::{KernelKind, KernelSpec, Renderer};
+use rocmforge::util::rng::Rng;
+
+/// Queries and attention weights are rounded to f16 for the matrix units (relative 2^-11
+/// each); a wrong key, row or mask gives errors near 1.
+const TOL: f32 = 2e-3;
+
+const ARGS: &str = "(const float*)B[0], (const __half*)B[1], (const __half*)B[2], (float*)B[3], \
+    (const int*)B[4], n_tokens";
+
+struct Case {
+    target: &'static str,
+    n_head: usize,
+    n_kv_head: usize,
+    head_dim: usize,
+    n_ctx: usize,
+    pos0: usize,
+    n_tokens: usize,
+    /// Keys scaled by 1 + j / 4 at position j and queries by 4, both rounded to f16 so that
+    /// the large scores carry no rounding of the kernel's f16 queries (head size 64: SCALE is
+    /// a power of two).
+    growing: bool,
+}
+
+/// Inputs and the CPU engine's output for one case.
+struct Data {
+    q: Vec<f32>,
+    k_bytes: Vec<u8>,
+    v_bytes: Vec<u8>,
+    want: Vec<f32>,
+}
+
+impl Case {
+    fn shape(&self) -> AttentionShape {
+        AttentionShape {
+            head_dim: self.head_dim,
+            n_head: self.n_head,
+            n_kv_head: self.n_kv_head,
+            n_ctx: self.n_ctx,
+        }
+    }
+
+    fn data(&self, rng: &mut Rng) -> Data {
+        let kv_width = self.n_kv_head * self.head_dim;
+        let filled = (self.pos0 + self.n_tokens) * kv_width;
+        let growth = |i: usize| match self.growing {
+            true => 1.0 + (i / kv_width) as f32 / 4.0,
+            false => 1.0,
+        };
+        let mut cache = |grows: bool| {
+            let values: Vec<f16> = (0..self.n_ctx * kv_width)
+                .map(|i| {
+                    if i < filled {
+                        f16::from_f32(rng.normal() * if grows { growth(i) } else { 1.0 })
+                    } else {
+                        f16::NAN
+                    }
+                })
+                .collect();
+            let bytes: Vec<u8> = values.iter().flat_map(|h| h.to_le_bytes()).collect();
+            let floats: Vec<f32> = values.iter().map(|h| h.to_f32()).collect();
+            (bytes, floats)
+        };
+        let (k_bytes, k) = cache(true);
+        let (v_bytes, v) = cache(false);
+        let q: Vec<f32> = (0..self.n_tokens * self.n_head * self.head_dim)
+            .map(|_| match self.growing {
+                true => f16::from_f32(4.0 * rng.normal()).to_f32(),
+                false => rng.normal(),
+            })
+            .collect();
+        let mut want = vec![0f32; q.len()];
+        let shape = AttnShape {
+            n_head: self.n_head,
+            n_kv_head: self.n_kv_head,
+            head_dim: self.head_dim,
+        };
+        ops::attention(&q, &k, &v, shape, self.pos0, &mut want);
+        Data {
+            q,
+            k_bytes,
+            v_bytes,
+            want,
+        }
+    }
+}
+
+/// Runs each case with the tiled candidates `pick(index, knobs)` selects and returns the knobs
+/// (JSON) that ran, each checked against the CPU op.
+fn check(name: &str, cases: &[Case], pick: impl Fn(usize, &AttentionKnobs) -> bool) -> Vec<String> {
+    let mut rng = Rng::new(21);
+    let dir = host_templates(name);
+    let renderer = Renderer::from_dir(&dir).unwrap();
+    let mut launches = Vec::new();
+    let mut expected = Vec::new();
+    for case in cases {
+        let target = Target::parse(case.target).unwrap();
+        let ctx = AttentionContext::new(&target, AttentionPhase::Prefill, case.shape(), 4);
+        let data = case.data(&mut rng);
+        for (i, knobs) in ctx.candidates().iter().enumerate() {
+            if knobs.tile_tokens == 0 || !pick(i, knobs) {
+                continue;
+            }
+            let ctx = ctx.with_knobs(knobs);
+            ctx.validate().unwrap();
+            launches.push(Launch {
+                spec: KernelSpec::new(KernelKind::Attention, &ctx, &renderer).unwrap(),
+                n_tokens: case.n_tokens as u32,
+                args: ARGS.to_string(),
+                buffers: vec![
+                    f32_bytes(&data.q),
+                    data.k_bytes.clone(),
+                    data.v_bytes.clone(),
+                    vec![0; 4 * data.q.len()],
+                    i32_bytes(&[case.pos0 as i32]),
+                ],
+            });
+            expected.push(data.want.clone());
+        }
+    }
+    std::fs::remove_dir_all(&dir).ok();
+    assert!(!launches.is_empty(), "no tiled candidate for {name}");
+    let Some(()) = host_sim::run(name, &mut launches) else {
+        return Vec::new();
+    };
+    for (l, want) in launches.iter().zip(&expected) {
+        let err = max_rel_err(&bytes_f32(&l.buffers[3]), want);
+        assert!(
+            err < TOL,
+            "{} {}: error {err}",
+            l.spec.problem,
+            l.spec.knobs_json
+        );
+    }
+    launches.into_iter().map(|l| l.spec.knobs_json).collect()
+}
+
+/// Every tiled candidate on qwen2.5-0.5b's head shape (group 7, head size 64), a prompt
+/// continued at position 5 over 29 tokens (no tile size divides it).
+#[test]
+fn every_tiled_prefill_candidate_matches_the_cpu() {
+    let cases = [Case {
+        target: "sm_90",
+        n_head: 14,
+        n_kv_head: 2,
+        head_dim: 64,
+        n_ctx: 48,
+        pos0: 5,
+        n_tokens: 29,
+        growing: false,
+    }];
+    let ran = check("attn-tiles-all", &cases, |_, _| true);
+    for knob in [
+        "\"tile_tokens\":4",
+        "\"tile_tokens\":16",
+        "\"kv_chunk\":32",
+        "\"kv_chunk\":64",
+        "\"warps\":2",
+        "\"warps\":8",
+    ] {
+        assert!(
+            ran.is_empty() || ran.iter().any(|k| k.contains(knob)),
+            "{knob}: {ran:?}"
+        );
+    }
+}
+
+/// The default and two other tilings (16 tokens, 32-key chunks, 8 warps; 4 tokens, 2 warps)
+/// on other shapes and both vendors' tiles:
+/// llama3's group of 4 at head size 128 from position 0 and 40 (keys past a chunk boundary),
+/// phi3's head size 96 without grouping, a group of 3 filling the context to its last row.
+#[test]
+fn tiled_prefill_matches_the_cpu_across_shapes() {
+    let case = |target, n_head, n_kv_head, head_dim, n_ctx, pos0, n_tokens| Case {
+        target,
+        n_head,
+        n_kv_head,
+        head_dim,
+        n_ctx,
+        pos0,
+        n_tokens,
+        growing: false,
+    };
+    let growing = |target| Case {
+        growing: true,
+        ..case(target, 14, 2, 64, 96, 3, 70)
+    };
+    let cases = [
+        case("sm_90", 8, 2, 128, 64, 0, 21),
+        case("sm_90", 8, 2, 128, 80, 40, 9),
+        case("sm_90", 2, 2, 96, 40, 3, 19),
+        case("sm_90", 6, 2, 64, 40, 27, 13),
+        case("gfx90a", 14, 2, 64, 48, 5, 29),
+        case("gfx90a", 8, 2, 128, 80, 40, 9),
+        case("gfx90a", 2, 2, 96, 40, 3, 19),
+        growing("sm_90"),
+        growing("gfx90a"),
+    ];
+    let ran = check("attn-tiles-shapes", &cases, |i, k| {
+        i == 0 || *k == AttentionKnobs::tiled(16, 32, 8) || *k == AttentionKnobs::tiled(4, 32, 2)
+    });
+    assert!(ran.is_empty() || ran.len() >= 2 * cases.len(), "{ran:?}");
+}
+
+/// Targets without matrix tiles keep the per-token prefill kernel; decode never tiles.
+#[test]
+fn tiles_are_offered_only_for_prefill_on_matrix_targets() {
+    let shape = AttentionShape {
+        head_dim: 64,
+        n_head: 14,
+        n_kv_head: 2,
+        n_ctx: 512,
+    };
+    let tiled = |arch: &str, phase| {
+        let ctx = AttentionContext::new(&Target::parse(arch).unwrap(), phase, shape, 4);
+        (
+            ctx.tile_tokens,
+            ctx.candidates().iter().any(|k| k.tile_tokens > 0),
+        )
+    };
+    assert_eq!(tiled("gfx1030", AttentionPhase::Prefill), (0, false));
+    assert_eq!(tiled("sm_90", AttentionPhase::Decode), (0, false));
+    assert_eq!(tiled("sm_90", AttentionPhase::Prefill), (8, true));
+    assert_eq!(tiled("gfx90a", AttentionPhase::Prefill), (8, true));
+    let ctx = AttentionContext::new(
+        &Target::parse("sm_90").unwrap(),
+        AttentionPhase::Prefill,
+        shape,
+        4,
+    );
+    assert_eq!(ctx.template(), "attention_prefill_tiles.hip.tera");
+    assert!(ctx.matrix_tiles());
+}
