@@ -630,3 +630,45 @@ fn decode_attention_with_fused_rope_matches_rope_then_attention() {
         }
     }
 }
+
+/// Argmax over rows that start at any 4-byte offset and have any length (the vectorized middle,
+/// its unaligned head and tail), with ties to the lowest index and NaN ignored.
+#[test]
+fn argmax_streams_unaligned_rows() {
+    let mut rng = Rng::new(31);
+    let t = Target::parse("gfx1030").unwrap();
+    // (offset in floats, n, where to put two equal maxima): maxima at every lane of a 16-byte
+    // group and every start alignment, in the head, the middle and the tail.
+    let mut cases = vec![(3, 151936, (151935, 151934)), (2, 5, (4, 0))];
+    for offset in 0..4 {
+        for lane in 0..4 {
+            cases.push((offset, 1003, (500 + lane, 900 + lane)));
+            cases.push((offset, 1003, (1001 - lane, 1002)));
+            cases.push((offset, 1003, (lane, 3)));
+        }
+    }
+    let mut launches = Vec::new();
+    let mut wanted = Vec::new();
+    for &(offset, n, (a, b)) in &cases {
+        let mut row = randn(&mut rng, offset + n);
+        row[offset + a] = 9.0;
+        row[offset + b] = 9.0;
+        if n / 2 != a && n / 2 != b {
+            row[offset + n / 2] = f32::NAN;
+        }
+        launches.push(launch(
+            spec(KernelKind::Argmax, ArgmaxContext::new(&t, n)),
+            1,
+            &format!("(const float*)B[0] + {offset}, (int*)B[1], {n}"),
+            vec![f32_bytes(&row), i32_bytes(&[-1])],
+        ));
+        wanted.push(a.min(b) as i32);
+    }
+    let Some(()) = host_sim::run("argmax", &mut launches) else {
+        return;
+    };
+    for ((case, l), want) in cases.iter().zip(&launches).zip(wanted) {
+        let got = i32::from_le_bytes(l.buffers[1][..4].try_into().unwrap());
+        assert_eq!(got, want, "{case:?}");
+    }
+}
