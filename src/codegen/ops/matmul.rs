@@ -25,6 +25,14 @@ pub const GEMV_MAX_SEGMENTS: usize = 3;
 const GEMV_WIDE_ROWS: usize = 65536;
 /// The most rows a GEMV without a norm may have for whole-row L2 prefetch by default.
 const GEMV_PREFETCH_MAX_ROWS: usize = 2048;
+/// Most chunk loads per lane one GEMV round issues together (`GemvContext::unroll`).
+pub const GEMV_MAX_UNROLL: u32 = 8;
+/// Most row groups one GEMV block computes (`GemvContext::row_groups`).
+pub const GEMV_MAX_ROW_GROUPS: u32 = 16;
+/// Rows and row length from which a GEMV is bandwidth-bound rather than latency-bound
+/// (llama3-8b's projections, not qwen2.5-0.5b's), and gets the wide default (see `default_knobs`).
+const GEMV_BIG_ROWS: usize = 4096;
+const GEMV_BIG_K: usize = 4096;
 
 /// What the GEMV does with its rows (see `templates/matmul_gemv.hip.tera`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -83,6 +91,12 @@ pub struct GemvContext {
     /// Rounds of chunk loads per lane whose bytes each warp asks L2 for before the x prologue
     /// (0: none). Only CUDA has an L2 prefetch instruction.
     pub prefetch: u32,
+    /// Chunks per lane whose loads are issued together (straight-line rounds), and x blocks per
+    /// warp the int8 prologue loads together: more bytes in flight per SM. 1: one at a time.
+    pub unroll: u32,
+    /// Row groups (`rows_per_block * rows_per_warp` rows each) one block computes after one
+    /// prologue, so that fewer blocks re-read and re-quantize x. 1: a block per group.
+    pub row_groups: u32,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -93,6 +107,8 @@ pub struct GemvKnobs {
     pub tokens: u32,
     pub x_int8: bool,
     pub prefetch: u32,
+    pub unroll: u32,
+    pub row_groups: u32,
 }
 
 impl GemvContext {
@@ -126,6 +142,8 @@ impl GemvContext {
             tokens: 0,
             x_int8: false,
             prefetch: 0,
+            unroll: 1,
+            row_groups: 1,
         };
         ctx.with_knobs(&ctx.default_knobs())
     }
@@ -156,8 +174,18 @@ impl GemvContext {
     /// gate/up GEMV and no setting (0 to 16 rounds) was 2% faster on the other GEMVs (which way
     /// prefetch pays there was not measured). Too few blocks to fill the GPU leave a small GEMV
     /// latency-bound, and the prefetch puts a whole row's loads in flight before the x prologue.
+    ///
+    /// Big GEMVs (`GEMV_BIG_ROWS` rows, `GEMV_BIG_K` values per row: llama3-8b) are bound by
+    /// bytes in flight, not launch latency; an H200 reached 25-49% of DRAM bandwidth on them with
+    /// the small-model default. There: four chunks per lane per round (`unroll`: ~4x the bytes
+    /// in flight; K = 4096 is then one round per row) and 16 warps per block, which halves the
+    /// blocks that each re-read x from L2 and quantize it (at 8 Q4_0 rows per block that is as
+    /// many bytes as the block's weights) and halves the prologue's rounds per block, with as
+    /// many warps per SM as before. Row groups stay 1: llama3-8b's 4096-row GEMVs fill half a
+    /// wave already, and fewer blocks would mean fewer bytes in flight. Reasoned, not yet measured.
     fn default_knobs(&self) -> GemvKnobs {
-        let rows_per_block = 8;
+        let big = self.k >= GEMV_BIG_K && self.blocks(1) >= GEMV_BIG_ROWS;
+        let rows_per_block = if big { 16 } else { 8 };
         let rows_per_warp = if self.blocks(1) >= GEMV_WIDE_ROWS {
             2
         } else {
@@ -174,6 +202,8 @@ impl GemvContext {
             } else {
                 0
             },
+            unroll: if big { 4 } else { 1 },
+            row_groups: 1,
         };
         let x_int8 = self.with_knobs(&knobs).validate().is_ok();
         GemvKnobs { x_int8, ..knobs }
@@ -270,6 +300,19 @@ impl OpContext for GemvContext {
                 self.tokens
             )
         })?;
+        require((1..=GEMV_MAX_UNROLL).contains(&self.unroll), self, || {
+            format!("unroll {} is outside 1..={GEMV_MAX_UNROLL}", self.unroll)
+        })?;
+        require(
+            (1..=GEMV_MAX_ROW_GROUPS).contains(&self.row_groups),
+            self,
+            || {
+                format!(
+                    "row groups per block {} is outside 1..={GEMV_MAX_ROW_GROUPS}",
+                    self.row_groups
+                )
+            },
+        )?;
         if self.x_int8 {
             require(self.int8_dot(), self, || {
                 "int8 x needs weight formats with an int8 dot (not F32/F16/BF16)".to_string()
@@ -309,8 +352,9 @@ impl OpContext for GemvContext {
     }
     fn grid_rule(&self) -> GridRule {
         let rows = (self.rows_per_block * self.rows_per_warp) as usize;
+        let groups = self.blocks(rows);
         GridRule {
-            x: Extent::Fixed(self.blocks(rows) as u32),
+            x: Extent::Fixed(groups.div_ceil(self.row_groups.max(1) as usize) as u32),
             y: Extent::per_token(1, self.tokens),
             z: Extent::Fixed(1),
         }
@@ -330,6 +374,8 @@ impl Tunable for GemvContext {
             tokens: self.tokens,
             x_int8: self.x_int8,
             prefetch: self.prefetch,
+            unroll: self.unroll,
+            row_groups: self.row_groups,
         }
     }
     fn candidates(&self) -> Vec<GemvKnobs> {
@@ -351,7 +397,8 @@ impl Tunable for GemvContext {
             });
         }
         // (warp rows per block, rows per warp, split-K), each with int8 x (where the formats
-        // allow it) and with f32 x, with the default prefetch.
+        // allow it) and with f32 x, with the default prefetch, one chunk per lane at a time and a
+        // row group per block (the small-model default's loop).
         for (rows_per_block, rows_per_warp, split_k) in [
             (4, 4, 1),
             (4, 8, 1),
@@ -377,8 +424,38 @@ impl Tunable for GemvContext {
                     tokens: 1,
                     x_int8,
                     prefetch: default.prefetch,
+                    unroll: 1,
+                    row_groups: 1,
                 });
             }
+        }
+        // Bytes in flight (unroll) against prologues per row (warps per block, row groups per
+        // block), with the default rows per warp, x and prefetch: the knobs for big GEMVs.
+        let wide = |rows_per_block, split_k, unroll, row_groups| GemvKnobs {
+            rows_per_block,
+            split_k,
+            unroll,
+            row_groups,
+            ..default.clone()
+        };
+        for rows_per_block in [8, 16, 32] {
+            for unroll in [1, 2, 4, 8] {
+                list.push(wide(rows_per_block, 1, unroll, 1));
+            }
+        }
+        for (rows_per_block, split_k, unroll, row_groups) in [
+            (8, 1, 2, 2),
+            (8, 1, 4, 2),
+            (8, 1, 4, 4),
+            (16, 1, 2, 2),
+            (16, 1, 4, 2),
+            (16, 1, 4, 4),
+            (4, 2, 2, 1),
+            (4, 2, 4, 1),
+            (8, 2, 4, 1),
+            (8, 2, 4, 2),
+        ] {
+            list.push(wide(rows_per_block, split_k, unroll, row_groups));
         }
         // Batched decode (a few tokens per launch) reads each weight once for all of them.
         for (rows_per_warp, tokens) in [(2, 2), (1, 4), (2, 4)] {
@@ -389,6 +466,8 @@ impl Tunable for GemvContext {
                 tokens,
                 x_int8: false,
                 prefetch: default.prefetch,
+                unroll: 1,
+                row_groups: 1,
             });
         }
         valid_candidates(self, list)
@@ -401,6 +480,8 @@ impl Tunable for GemvContext {
             tokens: knobs.tokens,
             x_int8: knobs.x_int8,
             prefetch: knobs.prefetch,
+            unroll: knobs.unroll,
+            row_groups: knobs.row_groups,
             ..self.clone()
         }
     }
