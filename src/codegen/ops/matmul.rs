@@ -53,6 +53,10 @@ pub struct GemvSegment {
     pub format: GgmlType,
     pub weight_format: &'static str,
     pub n: usize,
+    /// The format's snippet splits its int8 dot into the loads of a chunk (`ld_chunk_raw`) and
+    /// the arithmetic on them (`dot_raw_q8`), so that unrolled rounds issue all their loads
+    /// first: ptxas was seen keeping each chunk's loads after the previous chunk's dp4a.
+    pub raw_chunks: bool,
 }
 
 impl GemvSegment {
@@ -61,6 +65,7 @@ impl GemvSegment {
             format,
             weight_format: weight_layout(format).map_or("unsupported", |l| l.tag),
             n,
+            raw_chunks: matches!(format, GgmlType::Q4_0 | GgmlType::Q8_0),
         }
     }
 }
