@@ -183,7 +183,10 @@ impl GemvContext {
     /// Big GEMVs (`GEMV_BIG_ROWS` rows, `GEMV_BIG_K` values per row: llama3-8b) are bound by
     /// bytes in flight, not launch latency; an H200 reached 25-49% of DRAM bandwidth on them with
     /// the small-model default. There: four chunks per lane per round (`unroll`: ~4x the bytes
-    /// in flight; K = 4096 is then one round per row) and 16 warps per block, which halves the
+    /// in flight; K = 4096 is then one round per row) where every format splits its dot into
+    /// loads and arithmetic (Q4_0, Q8_0: software-pipelined rounds, 50-81 registers at sm_90 and
+    /// gfx1030), else two (the straight-line rounds of K-quant dots took 116-170 VGPRs at four on
+    /// gfx1030 and spilled under the 512-thread bound); and 16 warps per block, which halves the
     /// blocks that each re-read x from L2 and quantize it (at 8 Q4_0 rows per block that is as
     /// many bytes as the block's weights) and halves the prologue's rounds per block, with as
     /// many warps per SM as before. Row groups stay 1: llama3-8b's 4096-row GEMVs fill half a
@@ -207,7 +210,11 @@ impl GemvContext {
             } else {
                 0
             },
-            unroll: if big { 4 } else { 1 },
+            unroll: match (big, self.raw_chunks()) {
+                (false, _) => 1,
+                (true, true) => 4,
+                (true, false) => 2,
+            },
             row_groups: 1,
         };
         let x_int8 = self.with_knobs(&knobs).validate().is_ok();
@@ -221,6 +228,11 @@ impl GemvContext {
         } else {
             0
         }
+    }
+
+    /// Whether every segment's format splits its int8 dot into loads and arithmetic.
+    fn raw_chunks(&self) -> bool {
+        self.segments.iter().all(|s| s.raw_chunks)
     }
 
     /// Whether every segment's format has an int8 dot (`WeightLayout::int8_dot`).
