@@ -38,7 +38,10 @@ fn big_gemvs_default_to_chunk_rounds_and_wide_blocks() {
     // llama3-8b's down projection: 4096 rows in blocks of 16 warps of one row.
     let down = gemv(GgmlType::Q4_0, 14336, &[4096], GemvEpilogue::Residual);
     let k = down.knobs();
-    assert_eq!((k.rows_per_block, k.unroll, k.row_groups), (16, 4, 1));
+    assert_eq!(
+        (k.rows_per_block, k.unroll, k.row_groups, k.preload),
+        (16, 4, 1, false)
+    );
     assert_eq!(down.block(), (32, 16, 1));
     // K-quants (dots not split into loads and arithmetic) take rounds of two.
     let gate_up = gemv(GgmlType::Q4K, 4096, &[14336, 14336], GemvEpilogue::SiluMul);
@@ -87,6 +90,13 @@ fn row_groups_divide_the_grid_and_every_new_knob_is_a_candidate() {
         };
         assert_eq!(blocks as usize, groups.div_ceil(knobs.row_groups as usize));
     }
+    assert!(candidates.iter().any(|k| k.preload));
+    // Preloading needs split dots: no Q4_K candidate has it.
+    let q4k = gemv(GgmlType::Q4K, 14336, &[4096], GemvEpilogue::Residual);
+    assert!(q4k.candidates().iter().all(|k| !k.preload));
+    let mut bad = q4k.knobs();
+    bad.preload = true;
+    assert!(q4k.with_knobs(&bad).validate().is_err());
     let mut bad = down.knobs();
     bad.unroll = 0;
     assert!(down.with_knobs(&bad).validate().is_err());

@@ -323,6 +323,24 @@ fn gemv_with_unroll_and_row_groups_matches_the_cpu() {
             MatmulCase::new(&mut rng, GgmlType::Q4K, 3328, 19, 1, true),
             wide(host_sim::gemv_knobs_int8(2, 2, 1), 8, 2),
         ),
+        // The first round loaded before the prologue: lanes with 4 chunks (a full round), and
+        // with one round that is the whole row; several groups per block.
+        (
+            MatmulCase::new(&mut rng, GgmlType::Q4_0, 3328, 19, 1, false),
+            Some(host_sim::gemv_preload(host_sim::gemv_wide(
+                host_sim::gemv_knobs_int8(2, 1, 1),
+                4,
+                3,
+            ))),
+        ),
+        (
+            MatmulCase::new(&mut rng, GgmlType::Q8_0, 1024, 11, 1, true),
+            Some(host_sim::gemv_preload(host_sim::gemv_wide(
+                host_sim::gemv_knobs_int8(1, 2, 1),
+                2,
+                2,
+            ))),
+        ),
         (
             MatmulCase::new(&mut rng, GgmlType::Q6K, 3328, 13, 1, false),
             wide(host_sim::gemv_knobs_int8(4, 1, 1), 4, 1),

@@ -399,6 +399,37 @@ fn fused_gemv_with_unroll_and_row_groups_matches_the_cpu_ops() {
                 GemvEpilogue::Residual,
                 wide(host_sim::gemv_knobs_int8(1, 2, 1), 8, 2),
             ),
+            // Gate and up with their first rounds loaded before the norm prologue.
+            FusedCase::new(
+                &mut rng,
+                3328,
+                1,
+                &[(GgmlType::Q4_0, 13, true), (GgmlType::Q8_0, 13, false)],
+                true,
+                GemvEpilogue::SiluMul,
+                Some(host_sim::gemv_preload(host_sim::gemv_wide(
+                    host_sim::gemv_knobs_int8(2, 1, 1),
+                    4,
+                    2,
+                ))),
+            ),
+            FusedCase::new(
+                &mut rng,
+                3328,
+                1,
+                &[
+                    (GgmlType::Q8_0, 9, false),
+                    (GgmlType::Q4_0, 5, true),
+                    (GgmlType::Q4_0, 5, false),
+                ],
+                true,
+                GemvEpilogue::Store,
+                Some(host_sim::gemv_preload(host_sim::gemv_wide(
+                    host_sim::gemv_knobs_int8(1, 2, 1),
+                    2,
+                    3,
+                ))),
+            ),
             FusedCase::new(
                 &mut rng,
                 768,

@@ -302,6 +302,7 @@ pub fn gemv_knobs(rows_per_block: u32, rows_per_warp: u32, split_k: u32, tokens:
         prefetch: 0,
         unroll: 1,
         row_groups: 1,
+        preload: false,
     }
 }
 
@@ -320,6 +321,14 @@ pub fn gemv_wide(knobs: GemvKnobs, unroll: u32, row_groups: u32) -> GemvKnobs {
     GemvKnobs {
         unroll,
         row_groups,
+        ..knobs
+    }
+}
+
+/// `knobs` with the first round of weights loaded before the x prologue.
+pub fn gemv_preload(knobs: GemvKnobs) -> GemvKnobs {
+    GemvKnobs {
+        preload: true,
         ..knobs
     }
 }
