@@ -15,7 +15,6 @@ use std::collections::BTreeMap;
 use rocmforge::codegen::cache::{compile_all, KernelCache};
 use rocmforge::codegen::compiler::{compiler_for, Platform, Target};
 use rocmforge::codegen::context::Tunable;
-use rocmforge::codegen::ops::matmul::GemvKnobs;
 use rocmforge::codegen::ops::rope::RotaryPairs;
 use rocmforge::codegen::ops::{EmbedContext, GemmContext, GemmTilesContext, GemvContext};
 use rocmforge::codegen::quant::gpu_formats;
@@ -135,7 +134,7 @@ fn kernels(target: &Target, renderer: &Renderer) -> BTreeMap<String, KernelSpec>
             // for a format with a split int8 dot (software-pipelined rounds) and one without
             // (L2-prefetched rounds); unroll 4 alone for two more.
             let gemv = GemvContext::new(target, format, 1536, 576);
-            let wide = |k: &GemvKnobs| match format {
+            let wide = |k: &rocmforge::codegen::ops::matmul::GemvKnobs| match format {
                 GgmlType::Q4_0 | GgmlType::Q4K => k.unroll > 1 || k.row_groups > 1,
                 GgmlType::Q8_0 | GgmlType::Q6K => k.unroll == 4,
                 _ => false,
