@@ -137,6 +137,19 @@ fn kernels(target: &Target, renderer: &Renderer) -> BTreeMap<String, KernelSpec>
                 ),
             ];
             out.extend(specs.into_iter().map(|k| (k.name.clone(), k)));
+            // The GEMV candidates with chunk rounds or several row groups per block: all of them
+            // for a format with a split int8 dot (software-pipelined rounds) and one without
+            // (L2-prefetched rounds); unroll 4 alone for two more.
+            let gemv = GemvContext::new(target, format, 1536, 576);
+            let wide = |k: &rocmforge::codegen::ops::matmul::GemvKnobs| match format {
+                GgmlType::Q4_0 | GgmlType::Q4K => k.unroll > 1 || k.row_groups > 1,
+                GgmlType::Q8_0 | GgmlType::Q6K => k.unroll == 4,
+                _ => false,
+            };
+            for knobs in gemv.candidates().iter().filter(|k| wide(k)) {
+                let k = spec(KernelKind::MatmulGemv, gemv.with_knobs(knobs), renderer);
+                out.insert(k.name.clone(), k);
+            }
             // The matrix-tile GEMM's default for every format, and every tuning candidate for
             // the formats with an int8 variant (the knobs change code paths: pipelining, tile
             // loops, the int8 template with the format's i8_chunk).

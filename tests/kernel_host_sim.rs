@@ -126,8 +126,10 @@ impl MatmulCase {
     }
 }
 
-/// GEMV and GEMM launches on `target`, checked against the CPU matmul.
+/// GEMV and GEMM launches on `target`, checked against the CPU matmul; `name` names the host
+/// build's folder, one per test (tests run in parallel).
 fn check_matmuls(
+    name: &str,
     target: &str,
     gemv_cases: &[(MatmulCase, Option<GemvKnobs>)],
     gemm_cases: &[MatmulCase],
@@ -148,7 +150,7 @@ fn check_matmuls(
             GemmContext::new(&t, case.format, case.k, case.n),
         )));
     }
-    let Some(()) = host_sim::run("matmul", &mut launches) else {
+    let Some(()) = host_sim::run(name, &mut launches) else {
         return;
     };
     let all = gemv_cases.iter().map(|(c, _)| c).chain(gemm_cases);
@@ -216,7 +218,7 @@ fn matmul_kernels_match_the_cpu() {
         MatmulCase::new(&mut rng, GgmlType::Q3K, 512, 64, 5, false),
         MatmulCase::new(&mut rng, GgmlType::BF16, 64, 33, 9, false),
     ];
-    check_matmuls("gfx1030", &cases, &gemm_cases);
+    check_matmuls("matmul", "gfx1030", &cases, &gemm_cases);
 }
 
 /// Warp size 64 (gfx90a): reductions over 64 lanes, rows per warp and split-K.
@@ -237,7 +239,7 @@ fn gemv_matches_the_cpu_with_64_lane_warps() {
             Some(host_sim::gemv_knobs_int8(2, 2, 2)),
         ),
     ];
-    check_matmuls("gfx90a", &cases, &[]);
+    check_matmuls("matmul-wave64", "gfx90a", &cases, &[]);
 }
 
 /// The int8-x GEMV for every format with an int8 dot (rows of 2-aligned formats alternating
@@ -297,6 +299,86 @@ fn gemv_with_int8_x_matches_the_cpu() {
             );
         }
     }
+}
+
+/// Chunk rounds (unroll) and several row groups per block, with int8 and f32 x: K = 3328 is 104
+/// chunks of 32, so with 32 lanes lanes 0-7 hold 4 chunks and the others 3, and unroll 2, 4 and 8
+/// leave full rounds, partial last rounds, and only a partial round; row counts leave the last
+/// block fewer groups than the others; split-K with several groups per block reuses its shared
+/// partial sums.
+#[test]
+fn gemv_with_unroll_and_row_groups_matches_the_cpu() {
+    let mut rng = Rng::new(15);
+    let wide = |knobs, unroll, row_groups| Some(host_sim::gemv_wide(knobs, unroll, row_groups));
+    let cases = [
+        (
+            MatmulCase::new(&mut rng, GgmlType::Q4_0, 3328, 37, 1, true),
+            wide(host_sim::gemv_knobs_int8(2, 1, 1), 4, 4),
+        ),
+        (
+            MatmulCase::new(&mut rng, GgmlType::Q8_0, 3328, 21, 1, false),
+            wide(host_sim::gemv_knobs_int8(1, 2, 2), 2, 3),
+        ),
+        (
+            MatmulCase::new(&mut rng, GgmlType::Q4K, 3328, 19, 1, true),
+            wide(host_sim::gemv_knobs_int8(2, 2, 1), 8, 2),
+        ),
+        // The first round loaded before the prologue: lanes with 4 chunks (a full round), and
+        // with one round that is the whole row; several groups per block.
+        (
+            MatmulCase::new(&mut rng, GgmlType::Q4_0, 3328, 19, 1, false),
+            Some(host_sim::gemv_preload(host_sim::gemv_wide(
+                host_sim::gemv_knobs_int8(2, 1, 1),
+                4,
+                3,
+            ))),
+        ),
+        (
+            MatmulCase::new(&mut rng, GgmlType::Q8_0, 1024, 11, 1, true),
+            Some(host_sim::gemv_preload(host_sim::gemv_wide(
+                host_sim::gemv_knobs_int8(1, 2, 1),
+                2,
+                2,
+            ))),
+        ),
+        (
+            MatmulCase::new(&mut rng, GgmlType::Q6K, 3328, 13, 1, false),
+            wide(host_sim::gemv_knobs_int8(4, 1, 1), 4, 1),
+        ),
+        // f32 x: one token, and several tokens per block with a partial token group.
+        (
+            MatmulCase::new(&mut rng, GgmlType::Q4_0, 3328, 23, 1, false),
+            wide(host_sim::gemv_knobs(2, 2, 1, 1), 4, 3),
+        ),
+        (
+            MatmulCase::new(&mut rng, GgmlType::Q6K, 768, 17, 3, true),
+            wide(host_sim::gemv_knobs(2, 1, 2, 2), 2, 2),
+        ),
+        (
+            MatmulCase::new(&mut rng, GgmlType::F16, 1024, 9, 1, true),
+            wide(host_sim::gemv_knobs(1, 2, 1, 1), 4, 2),
+        ),
+    ];
+    check_matmuls("gemv-wide", "gfx1030", &cases, &[]);
+}
+
+/// The same knobs over 64-lane warps (gfx90a): 104 chunks leave lanes 0-39 two chunks and the
+/// others one.
+#[test]
+fn gemv_with_unroll_and_row_groups_matches_the_cpu_with_64_lane_warps() {
+    let mut rng = Rng::new(16);
+    let wide = |knobs, unroll, row_groups| Some(host_sim::gemv_wide(knobs, unroll, row_groups));
+    let cases = [
+        (
+            MatmulCase::new(&mut rng, GgmlType::Q4_0, 3328, 29, 1, true),
+            wide(host_sim::gemv_knobs_int8(2, 1, 1), 2, 4),
+        ),
+        (
+            MatmulCase::new(&mut rng, GgmlType::Q4K, 3328, 11, 1, false),
+            wide(host_sim::gemv_knobs_int8(1, 2, 2), 4, 2),
+        ),
+    ];
+    check_matmuls("gemv-wide-wave64", "gfx90a", &cases, &[]);
 }
 
 #[test]

@@ -212,10 +212,12 @@ impl FusedCase {
     }
 }
 
-fn check(target: &str, cases: &[FusedCase]) {
+/// Runs `cases` on `target` and checks them; `name` names the host build's folder, one per test
+/// (tests run in parallel).
+fn check(name: &str, target: &str, cases: &[FusedCase]) {
     let t = Target::parse(target).unwrap();
     let mut launches: Vec<Launch> = cases.iter().map(|c| c.launch(&t)).collect();
-    let Some(()) = host_sim::run(&format!("fused-gemv-{target}"), &mut launches) else {
+    let Some(()) = host_sim::run(&format!("{name}-{target}"), &mut launches) else {
         return;
     };
     for (case, l) in cases.iter().zip(&launches) {
@@ -327,7 +329,7 @@ fn fused_gemv_matches_the_cpu_ops() {
             Some(host_sim::gemv_knobs_int8(2, 2, 2)),
         ),
     ];
-    check("gfx1030", &cases);
+    check("fused-gemv", "gfx1030", &cases);
 }
 
 /// Warp size 64: the norm's block reduction and the epilogues over 64-lane warps.
@@ -354,7 +356,92 @@ fn fused_gemv_matches_the_cpu_ops_with_64_lane_warps() {
             Some(host_sim::gemv_knobs(2, 2, 2, 2)),
         ),
     ];
-    check("gfx90a", &cases);
+    check("fused-gemv", "gfx90a", &cases);
+}
+
+/// Chunk rounds (unroll) and several row groups per block in the fused GEMVs: a block's groups
+/// span q, k and v of different formats; gate + up with silu_mul; the in-place residual add; with
+/// int8 and f32 x, split-K, and K = 3328 (104 chunks: partial last rounds at 32 and 64 lanes).
+#[test]
+fn fused_gemv_with_unroll_and_row_groups_matches_the_cpu_ops() {
+    let wide = |knobs, unroll, row_groups| Some(host_sim::gemv_wide(knobs, unroll, row_groups));
+    for (target, seed) in [("gfx1030", 24), ("gfx90a", 25)] {
+        let mut rng = Rng::new(seed);
+        let cases = [
+            FusedCase::new(
+                &mut rng,
+                3328,
+                1,
+                &[
+                    (GgmlType::Q4_0, 20, true),
+                    (GgmlType::Q4K, 6, false),
+                    (GgmlType::Q6K, 6, true),
+                ],
+                true,
+                GemvEpilogue::Store,
+                wide(host_sim::gemv_knobs_int8(2, 2, 1), 4, 3),
+            ),
+            FusedCase::new(
+                &mut rng,
+                3328,
+                1,
+                &[(GgmlType::Q8_0, 19, false), (GgmlType::Q8_0, 19, false)],
+                true,
+                GemvEpilogue::SiluMul,
+                wide(host_sim::gemv_knobs_int8(2, 1, 2), 2, 4),
+            ),
+            FusedCase::new(
+                &mut rng,
+                3328,
+                1,
+                &[(GgmlType::Q4K, 13, false)],
+                false,
+                GemvEpilogue::Residual,
+                wide(host_sim::gemv_knobs_int8(1, 2, 1), 8, 2),
+            ),
+            // Gate and up with their first rounds loaded before the norm prologue.
+            FusedCase::new(
+                &mut rng,
+                3328,
+                1,
+                &[(GgmlType::Q4_0, 13, true), (GgmlType::Q8_0, 13, false)],
+                true,
+                GemvEpilogue::SiluMul,
+                Some(host_sim::gemv_preload(host_sim::gemv_wide(
+                    host_sim::gemv_knobs_int8(2, 1, 1),
+                    4,
+                    2,
+                ))),
+            ),
+            FusedCase::new(
+                &mut rng,
+                3328,
+                1,
+                &[
+                    (GgmlType::Q8_0, 9, false),
+                    (GgmlType::Q4_0, 5, true),
+                    (GgmlType::Q4_0, 5, false),
+                ],
+                true,
+                GemvEpilogue::Store,
+                Some(host_sim::gemv_preload(host_sim::gemv_wide(
+                    host_sim::gemv_knobs_int8(1, 2, 1),
+                    2,
+                    3,
+                ))),
+            ),
+            FusedCase::new(
+                &mut rng,
+                768,
+                2,
+                &[(GgmlType::Q6K, 11, true), (GgmlType::Q4_0, 11, false)],
+                true,
+                GemvEpilogue::SiluMul,
+                wide(host_sim::gemv_knobs(2, 1, 1, 2), 2, 2),
+            ),
+        ];
+        check("fused-gemv-wide", target, &cases);
+    }
 }
 
 #[test]

@@ -164,10 +164,11 @@ fn int8_dot_snippets_match_the_dequantized_dot() {
     std::fs::remove_dir_all(&dir).ok();
 }
 
-/// A kernel staging x with quantize_x_q8 in shared memory and copying it out, with each
-/// thread's part of the sum of squares.
-fn quantizer_kernel(k: usize, warp_size: u32, threads: u32) -> KernelSpec {
-    let name = "quantize_x_test".to_string();
+/// A kernel staging x with quantize_x_q8 (blocks loaded `unroll` per warp at a time) in shared
+/// memory and copying it out, with each thread's part of the sum of squares.
+fn quantizer_kernel(k: usize, warp_size: u32, threads: u32, unroll: u32) -> KernelSpec {
+    // Distinct per source: the host simulator builds one namespace per kernel name.
+    let name = format!("quantize_x_test_{k}_{warp_size}_{unroll}");
     let prelude = read("prelude/hip.hip.tera").replace("{{ warp_size }}", &warp_size.to_string());
     let body = format!(
         "extern \"C\" __global__ void {name}(const float* x, const float* norm_w, i8* xq_out, float* xd_out, float* xs_out, float* squares_out) {{\n\
@@ -175,7 +176,7 @@ fn quantizer_kernel(k: usize, warp_size: u32, threads: u32) -> KernelSpec {
          \x20   __shared__ float xd[{k} / 32];\n\
          \x20   __shared__ float xs[{k} / 32];\n\
          \x20   i8* xq = (i8*)xq_words;\n\
-         \x20   squares_out[threadIdx.x] = quantize_x_q8<{k}>(x, norm_w, threadIdx.x, blockDim.x, xq, xd, xs);\n\
+         \x20   squares_out[threadIdx.x] = quantize_x_q8<{k}, {unroll}>(x, norm_w, threadIdx.x, blockDim.x, xq, xd, xs);\n\
          \x20   __syncthreads();\n\
          \x20   for (int i = threadIdx.x; i < {k}; i += blockDim.x) xq_out[i] = xq[i];\n\
          \x20   for (int i = threadIdx.x; i < {k} / 32; i += blockDim.x) {{ xd_out[i] = xd[i]; xs_out[i] = xs[i]; }}\n}}\n"
@@ -206,13 +207,19 @@ fn quantizer_kernel(k: usize, warp_size: u32, threads: u32) -> KernelSpec {
 #[test]
 fn device_x_quantizer_follows_the_q8_1_rule() {
     let mut rng = Rng::new(0x71);
-    // (K, warp size, threads, with norm weights): a partial last round of blocks (25 blocks,
-    // 8 per round) and 64-lane warps.
-    let cases = [(800, 32, 64, true), (768, 64, 128, false)];
+    // (K, warp size, threads, with norm weights, blocks per warp loaded together): a partial last
+    // round of blocks (25 blocks, 8 per round; 32 or 24 per round unrolled) and 64-lane warps.
+    let cases = [
+        (800, 32, 64, true, 1),
+        (768, 64, 128, false, 1),
+        (800, 32, 64, true, 4),
+        (800, 32, 64, false, 3),
+        (768, 64, 128, true, 2),
+    ];
     let mut launches = Vec::new();
     let mut wanted = Vec::new();
     let mut squares = Vec::new();
-    for &(k, warp, threads, with_norm) in &cases {
+    for &(k, warp, threads, with_norm, unroll) in &cases {
         let mut x: Vec<f32> = (0..k).map(|_| rng.normal()).collect();
         x[64..96].fill(0.0);
         // Without norm, d = 1 in block 4 and these are exactly half-way between
@@ -225,7 +232,7 @@ fn device_x_quantizer_follows_the_q8_1_rule() {
         wanted.push(Q8x::new(&v));
         squares.push(x.iter().map(|&v| (v * v) as f64).sum::<f64>());
         launches.push(host_sim::Launch {
-            spec: quantizer_kernel(k, warp, threads),
+            spec: quantizer_kernel(k, warp, threads, unroll),
             n_tokens: 1,
             args: format!(
                 "(const float*)B[0], {}, (signed char*)B[2], (float*)B[3], (float*)B[4], (float*)B[5]",

@@ -323,6 +323,9 @@ pub fn gemv_knobs(rows_per_block: u32, rows_per_warp: u32, split_k: u32, tokens:
         tokens,
         x_int8: false,
         prefetch: 0,
+        unroll: 1,
+        row_groups: 1,
+        preload: false,
     }
 }
 
@@ -333,5 +336,22 @@ pub fn gemv_knobs_int8(rows_per_block: u32, rows_per_warp: u32, split_k: u32) ->
         // No-op on the simulated HIP targets, but the prefetch loop's indexing runs.
         prefetch: 2,
         ..gemv_knobs(rows_per_block, rows_per_warp, split_k, 1)
+    }
+}
+
+/// `knobs` with chunk rounds of `unroll` loads and `row_groups` row groups per block.
+pub fn gemv_wide(knobs: GemvKnobs, unroll: u32, row_groups: u32) -> GemvKnobs {
+    GemvKnobs {
+        unroll,
+        row_groups,
+        ..knobs
+    }
+}
+
+/// `knobs` with the first round of weights loaded before the x prologue.
+pub fn gemv_preload(knobs: GemvKnobs) -> GemvKnobs {
+    GemvKnobs {
+        preload: true,
+        ..knobs
     }
 }

@@ -21,10 +21,10 @@ pub const GEMV_MAX_TOKENS: u32 = 8;
 pub const GEMV_MAX_ROWS_PER_WARP: u32 = 8;
 /// Most weight matrices one GEMV reads (q, k and v).
 pub const GEMV_MAX_SEGMENTS: usize = 3;
-/// Output rows from which the default GEMV gives each warp two rows (LM heads).
-const GEMV_WIDE_ROWS: usize = 65536;
-/// The most rows a GEMV without a norm may have for whole-row L2 prefetch by default.
-const GEMV_PREFETCH_MAX_ROWS: usize = 2048;
+/// Most chunk loads per lane one GEMV round issues together (`GemvContext::unroll`).
+pub const GEMV_MAX_UNROLL: u32 = 8;
+/// Most row groups one GEMV block computes (`GemvContext::row_groups`).
+pub const GEMV_MAX_ROW_GROUPS: u32 = 16;
 
 /// What the GEMV does with its rows (see `templates/matmul_gemv.hip.tera`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -45,6 +45,10 @@ pub struct GemvSegment {
     pub format: GgmlType,
     pub weight_format: &'static str,
     pub n: usize,
+    /// The format's snippet splits its int8 dot into the loads of a chunk (`ld_chunk_raw`) and
+    /// the arithmetic on them (`dot_raw_q8`), so that unrolled rounds issue all their loads
+    /// first: ptxas was seen keeping each chunk's loads after the previous chunk's dp4a.
+    pub raw_chunks: bool,
 }
 
 impl GemvSegment {
@@ -53,6 +57,7 @@ impl GemvSegment {
             format,
             weight_format: weight_layout(format).map_or("unsupported", |l| l.tag),
             n,
+            raw_chunks: matches!(format, GgmlType::Q4_0 | GgmlType::Q8_0),
         }
     }
 }
@@ -83,6 +88,17 @@ pub struct GemvContext {
     /// Rounds of chunk loads per lane whose bytes each warp asks L2 for before the x prologue
     /// (0: none). Only CUDA has an L2 prefetch instruction.
     pub prefetch: u32,
+    /// Chunks per lane whose loads are issued together (straight-line rounds), and x blocks per
+    /// warp the int8 prologue loads together: more bytes in flight per SM. 1: one at a time.
+    pub unroll: u32,
+    /// Row groups (`rows_per_block * rows_per_warp` rows each) one block computes after one
+    /// prologue, so that fewer blocks re-read and re-quantize x. 1: a block per group.
+    pub row_groups: u32,
+    /// Load the first round of weights into registers before the x prologue (int8 x, unroll > 1,
+    /// formats with split dots): the prologue then runs under their DRAM latency, but the
+    /// registers held through it (86-128 per thread at unroll 4 on sm_90, from 64) can halve
+    /// the blocks resident per SM.
+    pub preload: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -93,6 +109,9 @@ pub struct GemvKnobs {
     pub tokens: u32,
     pub x_int8: bool,
     pub prefetch: u32,
+    pub unroll: u32,
+    pub row_groups: u32,
+    pub preload: bool,
 }
 
 impl GemvContext {
@@ -126,6 +145,9 @@ impl GemvContext {
             tokens: 0,
             x_int8: false,
             prefetch: 0,
+            unroll: 1,
+            row_groups: 1,
+            preload: false,
         };
         ctx.with_knobs(&ctx.default_knobs())
     }
@@ -142,50 +164,9 @@ impl GemvContext {
         }
     }
 
-    /// Eight warps per block, one row per warp: `rocmforge tune` on an H200 chose this for 7 of
-    /// the 8 non-LM-head GEMVs of qwen2.5-0.5b and llama3-8b Q4_0 (1.08-1.94x over the previous
-    /// default of four warps of one to four rows: many short warps keep more loads in flight);
-    /// qwen's K=4864 down projection preferred split-K 4 (1.57x), left to tuning. For the very
-    /// wide LM heads (64K+ rows) two rows per warp, which tuning also preferred there. Int8
-    /// x wherever the formats have an int8 dot and the staged x fits in shared memory: integer
-    /// dot products take a fraction of the instructions per weight (two of the tuned winners,
-    /// qwen's output and down projections, used f32 x). L2 prefetch of whole rows (16 rounds)
-    /// only for GEMVs without a norm over at most `GEMV_PREFETCH_MAX_ROWS` rows: on
-    /// qwen2.5-0.5b's 896-row output and down projections the tuner chose it (1.10x, 1.21x);
-    /// on llama3-8b Q4_0, measured against two rounds, no prefetch was 1.14x faster on the
-    /// gate/up GEMV and no setting (0 to 16 rounds) was 2% faster on the other GEMVs (which way
-    /// prefetch pays there was not measured). Too few blocks to fill the GPU leave a small GEMV
-    /// latency-bound, and the prefetch puts a whole row's loads in flight before the x prologue.
-    fn default_knobs(&self) -> GemvKnobs {
-        let rows_per_block = 8;
-        let rows_per_warp = if self.blocks(1) >= GEMV_WIDE_ROWS {
-            2
-        } else {
-            1
-        };
-        let knobs = GemvKnobs {
-            rows_per_block: rows_per_block as u32,
-            rows_per_warp,
-            split_k: 1,
-            tokens: 1,
-            x_int8: true,
-            prefetch: if self.norm_eps.is_none() && self.blocks(1) <= GEMV_PREFETCH_MAX_ROWS {
-                self.prefetch_rounds(16)
-            } else {
-                0
-            },
-        };
-        let x_int8 = self.with_knobs(&knobs).validate().is_ok();
-        GemvKnobs { x_int8, ..knobs }
-    }
-
-    /// `rounds` where the target can prefetch into L2, else 0 (the knob would change nothing).
-    fn prefetch_rounds(&self, rounds: u32) -> u32 {
-        if self.target.platform == "cuda" {
-            rounds
-        } else {
-            0
-        }
+    /// Whether every segment's format splits its int8 dot into loads and arithmetic.
+    pub(super) fn raw_chunks(&self) -> bool {
+        self.segments.iter().all(|s| s.raw_chunks)
     }
 
     /// Whether every segment's format has an int8 dot (`WeightLayout::int8_dot`).
@@ -270,6 +251,28 @@ impl OpContext for GemvContext {
                 self.tokens
             )
         })?;
+        require((1..=GEMV_MAX_UNROLL).contains(&self.unroll), self, || {
+            format!("unroll {} is outside 1..={GEMV_MAX_UNROLL}", self.unroll)
+        })?;
+        require(
+            (1..=GEMV_MAX_ROW_GROUPS).contains(&self.row_groups),
+            self,
+            || {
+                format!(
+                    "row groups per block {} is outside 1..={GEMV_MAX_ROW_GROUPS}",
+                    self.row_groups
+                )
+            },
+        )?;
+        require(
+            !self.preload || (self.x_int8 && self.unroll > 1 && self.raw_chunks()),
+            self,
+            || {
+                "preloading a round needs int8 x, unroll above 1 and formats with split dots \
+                 (Q4_0, Q8_0)"
+                    .to_string()
+            },
+        )?;
         if self.x_int8 {
             require(self.int8_dot(), self, || {
                 "int8 x needs weight formats with an int8 dot (not F32/F16/BF16)".to_string()
@@ -309,100 +312,15 @@ impl OpContext for GemvContext {
     }
     fn grid_rule(&self) -> GridRule {
         let rows = (self.rows_per_block * self.rows_per_warp) as usize;
+        let groups = self.blocks(rows);
         GridRule {
-            x: Extent::Fixed(self.blocks(rows) as u32),
+            x: Extent::Fixed(groups.div_ceil(self.row_groups.max(1) as usize) as u32),
             y: Extent::per_token(1, self.tokens),
             z: Extent::Fixed(1),
         }
     }
     fn target(&self) -> &TargetConsts {
         &self.target
-    }
-}
-
-impl Tunable for GemvContext {
-    type Knobs = GemvKnobs;
-    fn knobs(&self) -> GemvKnobs {
-        GemvKnobs {
-            rows_per_block: self.rows_per_block,
-            rows_per_warp: self.rows_per_warp,
-            split_k: self.split_k,
-            tokens: self.tokens,
-            x_int8: self.x_int8,
-            prefetch: self.prefetch,
-        }
-    }
-    fn candidates(&self) -> Vec<GemvKnobs> {
-        let default = self.default_knobs();
-        // The default geometry with f32 x next, so that a tuner compares int8 with f32 directly.
-        let mut list = vec![
-            default.clone(),
-            GemvKnobs {
-                x_int8: false,
-                ..default.clone()
-            },
-        ];
-        // The default geometry with some of its rows prefetched into L2 (16 rounds cover a row
-        // of K <= 16384 at 32 lanes; more in flight can evict rows before use).
-        for rounds in [0, 1, 2, 4, 16] {
-            list.push(GemvKnobs {
-                prefetch: self.prefetch_rounds(rounds),
-                ..default.clone()
-            });
-        }
-        // (warp rows per block, rows per warp, split-K), each with int8 x (where the formats
-        // allow it) and with f32 x, with the default prefetch.
-        for (rows_per_block, rows_per_warp, split_k) in [
-            (4, 4, 1),
-            (4, 8, 1),
-            (2, 4, 1),
-            (8, 2, 1),
-            (4, 2, 1),
-            (4, 1, 1),
-            (8, 1, 1),
-            (2, 8, 1),
-            (1, 4, 2),
-            (2, 4, 2),
-            (2, 2, 2),
-            (1, 8, 4),
-            (2, 1, 4),
-            (2, 2, 4),
-            (4, 1, 2),
-        ] {
-            for x_int8 in [true, false] {
-                list.push(GemvKnobs {
-                    rows_per_block,
-                    rows_per_warp,
-                    split_k,
-                    tokens: 1,
-                    x_int8,
-                    prefetch: default.prefetch,
-                });
-            }
-        }
-        // Batched decode (a few tokens per launch) reads each weight once for all of them.
-        for (rows_per_warp, tokens) in [(2, 2), (1, 4), (2, 4)] {
-            list.push(GemvKnobs {
-                rows_per_block: 4,
-                rows_per_warp,
-                split_k: 1,
-                tokens,
-                x_int8: false,
-                prefetch: default.prefetch,
-            });
-        }
-        valid_candidates(self, list)
-    }
-    fn with_knobs(&self, knobs: &GemvKnobs) -> Self {
-        GemvContext {
-            rows_per_block: knobs.rows_per_block,
-            rows_per_warp: knobs.rows_per_warp,
-            split_k: knobs.split_k,
-            tokens: knobs.tokens,
-            x_int8: knobs.x_int8,
-            prefetch: knobs.prefetch,
-            ..self.clone()
-        }
     }
 }
 

@@ -1,0 +1,225 @@
+//! The decode GEMV's default knobs per shape and its tuning candidates (`GemvContext`'s
+//! `Tunable`): which geometry, chunk rounds, row groups and x staging to use where.
+
+use super::matmul::{GemvContext, GemvKnobs};
+use crate::codegen::context::{valid_candidates, OpContext, Tunable};
+
+/// Output rows from which the default GEMV gives each warp two rows (LM heads).
+const GEMV_WIDE_ROWS: usize = 65536;
+/// The most rows a GEMV without a norm may have for whole-row L2 prefetch by default.
+const GEMV_PREFETCH_MAX_ROWS: usize = 2048;
+/// Rows and row length from which a GEMV is bandwidth-bound rather than latency-bound
+/// (llama3-8b's projections, not qwen2.5-0.5b's), and gets the wide default (see `default_knobs`).
+const GEMV_BIG_ROWS: usize = 4096;
+const GEMV_BIG_K: usize = 4096;
+
+impl GemvContext {
+    /// Eight warps per block, one row per warp: `rocmforge tune` on an H200 chose this for 7 of
+    /// the 8 non-LM-head GEMVs of qwen2.5-0.5b and llama3-8b Q4_0 (1.08-1.94x over the previous
+    /// default of four warps of one to four rows: many short warps keep more loads in flight);
+    /// qwen's K=4864 down projection preferred split-K 4 (1.57x), left to tuning. For the very
+    /// wide LM heads (64K+ rows) two rows per warp, which tuning also preferred there. Int8
+    /// x wherever the formats have an int8 dot and the staged x fits in shared memory: integer
+    /// dot products take a fraction of the instructions per weight (two of the tuned winners,
+    /// qwen's output and down projections, used f32 x). L2 prefetch of whole rows (16 rounds)
+    /// only for GEMVs without a norm over at most `GEMV_PREFETCH_MAX_ROWS` rows: on
+    /// qwen2.5-0.5b's 896-row output and down projections the tuner chose it (1.10x, 1.21x);
+    /// on llama3-8b Q4_0, measured against two rounds, no prefetch was 1.14x faster on the
+    /// gate/up GEMV and no setting (0 to 16 rounds) was 2% faster on the other GEMVs (which way
+    /// prefetch pays there was not measured). Too few blocks to fill the GPU leave a small GEMV
+    /// latency-bound, and the prefetch puts a whole row's loads in flight before the x prologue.
+    ///
+    /// Big GEMVs (`GEMV_BIG_ROWS` rows, `GEMV_BIG_K` values per row: llama3-8b) are bound by
+    /// bytes in flight, not launch latency; an H200 reached 25-49% of DRAM bandwidth on them with
+    /// the small-model default. There: four chunks per lane per round (`unroll`: ~4x the bytes
+    /// in flight; K = 4096 is then one round per row) where every format splits its dot into
+    /// loads and arithmetic (Q4_0, Q8_0: software-pipelined rounds, 64 registers at sm_90, 77-81 at
+    /// gfx1030), else two (the straight-line rounds of K-quant dots took 116-170 VGPRs at four on
+    /// gfx1030 and spilled under the 512-thread bound); and 16 warps per block, which halves the
+    /// blocks that each re-read x from L2 and quantize it (at 8 Q4_0 rows per block that is as
+    /// many bytes as the block's weights) and halves the prologue's rounds per block, with as
+    /// many warps per SM as before. Row groups stay 1: llama3-8b's 4096-row GEMVs fill half a
+    /// wave already, and fewer blocks would mean fewer bytes in flight. Reasoned, not yet measured.
+    pub(super) fn default_knobs(&self) -> GemvKnobs {
+        let big = self.k >= GEMV_BIG_K && self.blocks(1) >= GEMV_BIG_ROWS;
+        let rows_per_block = if big { 16 } else { 8 };
+        let rows_per_warp = if self.blocks(1) >= GEMV_WIDE_ROWS {
+            2
+        } else {
+            1
+        };
+        let knobs = GemvKnobs {
+            rows_per_block: rows_per_block as u32,
+            rows_per_warp,
+            split_k: 1,
+            tokens: 1,
+            x_int8: true,
+            prefetch: if self.norm_eps.is_none() && self.blocks(1) <= GEMV_PREFETCH_MAX_ROWS {
+                self.prefetch_rounds(16)
+            } else {
+                0
+            },
+            unroll: match (big, self.raw_chunks()) {
+                (false, _) => 1,
+                (true, true) => 4,
+                (true, false) => 2,
+            },
+            row_groups: 1,
+            preload: false,
+        };
+        let x_int8 = self.with_knobs(&knobs).validate().is_ok();
+        GemvKnobs { x_int8, ..knobs }
+    }
+
+    /// `rounds` where the target can prefetch into L2, else 0 (the knob would change nothing).
+    fn prefetch_rounds(&self, rounds: u32) -> u32 {
+        if self.target.platform == "cuda" {
+            rounds
+        } else {
+            0
+        }
+    }
+}
+
+impl Tunable for GemvContext {
+    type Knobs = GemvKnobs;
+    fn knobs(&self) -> GemvKnobs {
+        GemvKnobs {
+            rows_per_block: self.rows_per_block,
+            rows_per_warp: self.rows_per_warp,
+            split_k: self.split_k,
+            tokens: self.tokens,
+            x_int8: self.x_int8,
+            prefetch: self.prefetch,
+            unroll: self.unroll,
+            row_groups: self.row_groups,
+            preload: self.preload,
+        }
+    }
+    fn candidates(&self) -> Vec<GemvKnobs> {
+        let default = self.default_knobs();
+        // The default geometry with f32 x next, so that a tuner compares int8 with f32 directly.
+        let mut list = vec![
+            default.clone(),
+            GemvKnobs {
+                x_int8: false,
+                ..default.clone()
+            },
+        ];
+        // The default geometry with some of its rows prefetched into L2 (16 rounds cover a row
+        // of K <= 16384 at 32 lanes; more in flight can evict rows before use).
+        for rounds in [0, 1, 2, 4, 16] {
+            list.push(GemvKnobs {
+                prefetch: self.prefetch_rounds(rounds),
+                ..default.clone()
+            });
+        }
+        // (warp rows per block, rows per warp, split-K), each with int8 x (where the formats
+        // allow it) and with f32 x, with the default prefetch, one chunk per lane at a time and a
+        // row group per block (the small-model default's loop).
+        for (rows_per_block, rows_per_warp, split_k) in [
+            (4, 4, 1),
+            (4, 8, 1),
+            (2, 4, 1),
+            (8, 2, 1),
+            (4, 2, 1),
+            (4, 1, 1),
+            (8, 1, 1),
+            (2, 8, 1),
+            (1, 4, 2),
+            (2, 4, 2),
+            (2, 2, 2),
+            (1, 8, 4),
+            (2, 1, 4),
+            (2, 2, 4),
+            (4, 1, 2),
+        ] {
+            for x_int8 in [true, false] {
+                list.push(GemvKnobs {
+                    rows_per_block,
+                    rows_per_warp,
+                    split_k,
+                    tokens: 1,
+                    x_int8,
+                    prefetch: default.prefetch,
+                    unroll: 1,
+                    row_groups: 1,
+                    preload: false,
+                });
+            }
+        }
+        // Bytes in flight (unroll) against prologues per row (warps per block, row groups per
+        // block), with the default rows per warp, x and prefetch: the knobs for big GEMVs.
+        let wide = |rows_per_block, split_k, unroll, row_groups| GemvKnobs {
+            rows_per_block,
+            split_k,
+            unroll,
+            row_groups,
+            preload: false,
+            ..default.clone()
+        };
+        for rows_per_block in [8, 16, 32] {
+            for unroll in [1, 2, 4, 8] {
+                list.push(wide(rows_per_block, 1, unroll, 1));
+            }
+        }
+        for (rows_per_block, split_k, unroll, row_groups) in [
+            (8, 1, 2, 2),
+            (8, 1, 4, 2),
+            (8, 1, 4, 4),
+            (16, 1, 2, 2),
+            (16, 1, 4, 2),
+            (16, 1, 4, 4),
+            (4, 2, 2, 1),
+            (4, 2, 4, 1),
+            (8, 2, 4, 1),
+            (8, 2, 4, 2),
+        ] {
+            list.push(wide(rows_per_block, split_k, unroll, row_groups));
+        }
+        // The first round loaded before the prologue (invalid, so dropped, where the formats do
+        // not split their dots).
+        for (rows_per_block, unroll, row_groups) in [
+            (8, 2, 1),
+            (8, 4, 1),
+            (16, 2, 1),
+            (16, 4, 1),
+            (8, 4, 2),
+            (16, 4, 2),
+        ] {
+            list.push(GemvKnobs {
+                preload: true,
+                ..wide(rows_per_block, 1, unroll, row_groups)
+            });
+        }
+        // Batched decode (a few tokens per launch) reads each weight once for all of them.
+        for (rows_per_warp, tokens) in [(2, 2), (1, 4), (2, 4)] {
+            list.push(GemvKnobs {
+                rows_per_block: 4,
+                rows_per_warp,
+                split_k: 1,
+                tokens,
+                x_int8: false,
+                prefetch: default.prefetch,
+                unroll: 1,
+                row_groups: 1,
+                preload: false,
+            });
+        }
+        valid_candidates(self, list)
+    }
+    fn with_knobs(&self, knobs: &GemvKnobs) -> Self {
+        GemvContext {
+            rows_per_block: knobs.rows_per_block,
+            rows_per_warp: knobs.rows_per_warp,
+            split_k: knobs.split_k,
+            tokens: knobs.tokens,
+            x_int8: knobs.x_int8,
+            prefetch: knobs.prefetch,
+            unroll: knobs.unroll,
+            row_groups: knobs.row_groups,
+            preload: knobs.preload,
+            ..self.clone()
+        }
+    }
+}
