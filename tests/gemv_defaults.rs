@@ -1,6 +1,7 @@
 //! The decode GEMV's default knobs per shape and its tuning candidates: small models keep the
 //! latency-bound default (8 warps of one row, one chunk per lane at a time, a row group per
-//! block); big GEMVs get chunk rounds and 16 warps per block; the new knobs are all tunable.
+//! block); big GEMVs get the wide blocks `rocmforge tune` chose on an H200; the new knobs are
+//! all tunable.
 
 use rocmforge::codegen::compiler::Target;
 use rocmforge::codegen::context::{OpContext, Tunable};
@@ -34,32 +35,42 @@ fn small_gemvs_keep_the_latency_bound_default() {
 }
 
 #[test]
-fn big_gemvs_default_to_chunk_rounds_and_wide_blocks() {
-    // llama3-8b's down projection: 4096 rows in blocks of 16 warps of one row.
+fn big_gemvs_default_to_the_measured_wide_blocks() {
+    // llama3-8b's down projection: 4096 rows in blocks of 32 warps of one row, two chunks per
+    // lane per round (Q4_0 splits its dot into loads and arithmetic).
     let down = gemv(GgmlType::Q4_0, 14336, &[4096], GemvEpilogue::Residual);
     let k = down.knobs();
     assert_eq!(
         (k.rows_per_block, k.unroll, k.row_groups, k.preload),
-        (16, 4, 1, false)
+        (32, 2, 1, false)
     );
-    assert_eq!(down.block(), (32, 16, 1));
-    // K-quants (dots not split into loads and arithmetic) take rounds of two.
-    let gate_up = gemv(GgmlType::Q4K, 4096, &[14336, 14336], GemvEpilogue::SiluMul);
-    assert_eq!(gate_up.knobs().unroll, 2);
-    // One Q4_K segment among Q4_0 ones is enough for rounds of two.
-    let t = Target::parse("sm_90").unwrap();
-    let qkv = GemvContext::fused(
+    assert_eq!(down.block(), (32, 32, 1));
+    // Rows of 4096: one chunk per round; K-quants (not measured) keep one everywhere.
+    let output = gemv(GgmlType::Q4_0, 4096, &[4096], GemvEpilogue::Residual);
+    assert_eq!(
+        (output.knobs().rows_per_block, output.knobs().unroll),
+        (32, 1)
+    );
+    let down_k = gemv(GgmlType::Q4K, 14336, &[4096], GemvEpilogue::Residual);
+    assert_eq!(down_k.knobs().unroll, 1);
+    // The LM head: 16 warps of two rows, two row groups per block, rounds of two chunks.
+    let head = gemv(GgmlType::Q4_0, 4096, &[128256], GemvEpilogue::Store);
+    let k = head.knobs();
+    assert_eq!(
+        (k.rows_per_block, k.rows_per_warp, k.unroll, k.row_groups),
+        (16, 2, 2, 2)
+    );
+    // 64-lane targets: a block holds at most 1024 threads, so 16 warps.
+    let t = Target::parse("gfx90a").unwrap();
+    let amd = GemvContext::fused(
         &t,
-        4096,
-        vec![
-            GemvSegment::new(GgmlType::Q4_0, 4096),
-            GemvSegment::new(GgmlType::Q4K, 1024),
-            GemvSegment::new(GgmlType::Q4_0, 1024),
-        ],
-        Some(1e-5),
-        GemvEpilogue::Store,
+        14336,
+        vec![GemvSegment::new(GgmlType::Q4_0, 4096)],
+        None,
+        GemvEpilogue::Residual,
     );
-    assert_eq!(qkv.knobs().unroll, 2);
+    assert_eq!(amd.knobs().rows_per_block, 16);
+    assert!(amd.validate().is_ok() && down.validate().is_ok() && head.validate().is_ok());
 }
 
 #[test]

@@ -30,20 +30,27 @@ impl GemvContext {
     /// latency-bound, and the prefetch puts a whole row's loads in flight before the x prologue.
     ///
     /// Big GEMVs (`GEMV_BIG_ROWS` rows, `GEMV_BIG_K` values per row: llama3-8b) are bound by
-    /// bytes in flight, not launch latency; an H200 reached 25-49% of DRAM bandwidth on them with
-    /// the small-model default. There: four chunks per lane per round (`unroll`: ~4x the bytes
-    /// in flight; K = 4096 is then one round per row) where every format splits its dot into
-    /// loads and arithmetic (Q4_0, Q8_0: software-pipelined rounds, 64 registers at sm_90, 77-81 at
-    /// gfx1030), else two (the straight-line rounds of K-quant dots took 116-170 VGPRs at four on
-    /// gfx1030 and spilled under the 512-thread bound); and 16 warps per block, which halves the
-    /// blocks that each re-read x from L2 and quantize it (at 8 Q4_0 rows per block that is as
-    /// many bytes as the block's weights) and halves the prologue's rounds per block, with as
-    /// many warps per SM as before. Row groups stay 1: llama3-8b's 4096-row GEMVs fill half a
-    /// wave already, and fewer blocks would mean fewer bytes in flight. Reasoned, not yet measured.
+    /// bytes in flight, not launch latency. What `rocmforge tune` measured on an H200 for
+    /// llama3-8b Q4_0 at position 512 (per call, against the small-model default of 8 warps of
+    /// one row): 32 warps of one row per block won the gate/up (31.1 against 37.5 us), down
+    /// (17.1, with two chunks per lane per round, against 30.7) and output projections (7.2
+    /// against 10.2) and tied 16 warps on q/k/v (9.8 against 9.6; 11.8 before); the LM head took
+    /// 16 warps of two rows, two chunks per round and two row groups per block (101.7 against
+    /// 119.5). Fewer blocks re-read and quantize x, and more warps share each prologue. Two
+    /// chunks per round only where the dot splits into loads and arithmetic (Q4_0, Q8_0: the
+    /// software-pipelined rounds); K-quants, not measured, keep one. A block holds at most 1024
+    /// threads: 16 warps on 64-lane targets.
     pub(super) fn default_knobs(&self) -> GemvKnobs {
         let big = self.k >= GEMV_BIG_K && self.blocks(1) >= GEMV_BIG_ROWS;
-        let rows_per_block = if big { 16 } else { 8 };
-        let rows_per_warp = if self.blocks(1) >= GEMV_WIDE_ROWS {
+        let wide = self.blocks(1) >= GEMV_WIDE_ROWS;
+        let max_warps = (1024 / self.target.warp_size.max(1)) as usize;
+        let rows_per_block = match (big, wide) {
+            (false, _) => 8,
+            (true, true) => 16,
+            (true, false) => 32.min(max_warps),
+        };
+        let rows_per_warp = if wide { 2 } else { 1 };
+        let unroll = if big && self.raw_chunks() && (wide || self.k >= 2 * GEMV_BIG_K) {
             2
         } else {
             1
@@ -59,12 +66,8 @@ impl GemvContext {
             } else {
                 0
             },
-            unroll: match (big, self.raw_chunks()) {
-                (false, _) => 1,
-                (true, true) => 4,
-                (true, false) => 2,
-            },
-            row_groups: 1,
+            unroll,
+            row_groups: if big && wide { 2 } else { 1 },
             preload: false,
         };
         let x_int8 = self.with_knobs(&knobs).validate().is_ok();
