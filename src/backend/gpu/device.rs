@@ -176,7 +176,7 @@ pub fn prefill_on_vendor_gemm(runtime: &dyn GpuRuntime) -> Result<bool, BackendE
         ("vendor", None) => {
             return Err(BackendError::Device(format!(
                 "ROCMFORGE_PREFILL_GEMM=vendor, but {} has no vendor GEMM library (cuBLASLt \
-                 on NVIDIA; none on HIP yet)",
+                 on NVIDIA, hipBLASLt on AMD)",
                 runtime.info()
             )))
         }

@@ -1,11 +1,13 @@
 //! The HIP runtime: libamdhip64 behind [`GpuRuntime`], mirroring the CUDA runtime call for call.
 
 use std::ffi::{c_char, c_int, c_void, CString};
+use std::sync::OnceLock;
 
+use super::blas::{self, Blas};
 use super::ffi::{self, HipApi, HipError};
 use crate::backend::gpu::runtime::{
-    DeviceInfo, DevicePtr, EventHandle, FunctionHandle, GpuPlatform, GpuRuntime, GraphHandle,
-    LaunchDims, MemInfo, ModuleHandle, RuntimeError,
+    DeviceInfo, DevicePtr, EventHandle, FunctionHandle, GemmF16, GpuPlatform, GpuRuntime,
+    GraphHandle, LaunchDims, MemInfo, ModuleHandle, RuntimeError,
 };
 
 const PLATFORM: &str = "hip";
@@ -77,6 +79,8 @@ pub struct HipRuntime {
     ordinal: c_int,
     stream: ffi::HipStream,
     info: DeviceInfo,
+    /// hipBLASLt's handle and workspace, made on the first GEMM (as on CUDA).
+    blas: OnceLock<Blas>,
 }
 
 // SAFETY: the HIP runtime is thread safe; every method first selects this runtime's device on the
@@ -111,6 +115,7 @@ impl HipRuntime {
             ordinal,
             stream,
             info,
+            blas: OnceLock::new(),
         })
     }
 
@@ -190,6 +195,11 @@ impl Drop for HipRuntime {
             // SAFETY: created in `new`, destroyed only here, after it drained.
             unsafe {
                 (self.api.stream_synchronize)(self.stream);
+                if let Some(blas) = self.blas.take() {
+                    let workspace = blas.workspace();
+                    drop(blas);
+                    (self.api.free)(workspace as *mut c_void);
+                }
                 (self.api.stream_destroy)(self.stream);
             }
         }
@@ -199,6 +209,31 @@ impl Drop for HipRuntime {
 impl GpuRuntime for HipRuntime {
     fn info(&self) -> &DeviceInfo {
         &self.info
+    }
+
+    fn gemm_f16_library(&self) -> Option<&'static str> {
+        blas::missing().is_none().then_some("hipBLASLt")
+    }
+
+    unsafe fn gemm_f16(&self, g: &GemmF16) -> Result<(), RuntimeError> {
+        if let Some(reason) = blas::missing() {
+            return Err(RuntimeError::LibraryMissing(reason));
+        }
+        self.bind()?;
+        let blas = match self.blas.get() {
+            Some(b) => b,
+            None => {
+                let workspace = self.alloc(blas::WORKSPACE_BYTES)?;
+                match Blas::new(workspace) {
+                    Ok(b) => self.blas.get_or_init(|| b),
+                    Err(e) => {
+                        self.free(workspace)?;
+                        return Err(e);
+                    }
+                }
+            }
+        };
+        blas.gemm(g, self.stream)
     }
 
     fn mem_info(&self) -> Result<MemInfo, RuntimeError> {
