@@ -60,18 +60,21 @@ fn check_model(runtime: &Arc<dyn GpuRuntime>, spec: SynthModel) -> Vec<String> {
     let tokens = prompt(&model, 11);
 
     let want = cpu.forward(&tokens, 0, true).unwrap();
-    let got = gpu.forward(&tokens, 0, true).unwrap();
-    let mut worst = 0f64;
-    for (t, (g, w)) in got.chunks(n_vocab).zip(want.chunks(n_vocab)).enumerate() {
-        let err = nmse(g, w);
-        worst = worst.max(err);
-        if !within(err, LOGITS_TOL) {
-            failures.push(format!(
-                "{label}: prefill position {t}: logits nmse {err:.3e}"
-            ));
+    // Every prefill position's logits against the CPU's, worst NMSE printed under `what`.
+    let mut check_prefill = |got: &[f32], what: &str| {
+        let mut worst = 0f64;
+        for (t, (g, w)) in got.chunks(n_vocab).zip(want.chunks(n_vocab)).enumerate() {
+            let err = nmse(g, w);
+            worst = worst.max(err);
+            if !within(err, LOGITS_TOL) {
+                failures.push(format!(
+                    "{label}: {what}, position {t}: logits nmse {err:.3e}"
+                ));
+            }
         }
-    }
-    eprintln!("{label:<36} prefill 11 tokens: worst logits nmse {worst:.3e}");
+        eprintln!("{label:<36} {what}: worst logits nmse {worst:.3e}");
+    };
+    check_prefill(&gpu.forward(&tokens, 0, true).unwrap(), "prefill 11 tokens");
     if let Some(library) = runtime.gemm_f16_library() {
         // Prefill again with the matmuls on the vendor GEMM over f16-staged operands.
         let mut config = ExecutorConfig::new(N_CTX);
@@ -79,17 +82,7 @@ fn check_model(runtime: &Arc<dyn GpuRuntime>, spec: SynthModel) -> Vec<String> {
         let got = load(runtime, &model, config)
             .forward(&tokens, 0, true)
             .unwrap();
-        let mut worst = 0f64;
-        for (t, (g, w)) in got.chunks(n_vocab).zip(want.chunks(n_vocab)).enumerate() {
-            let err = nmse(g, w);
-            worst = worst.max(err);
-            if !within(err, LOGITS_TOL) {
-                failures.push(format!(
-                    "{label}: prefill on {library}, position {t}: logits nmse {err:.3e}"
-                ));
-            }
-        }
-        eprintln!("{label:<36} prefill on {library}: worst logits nmse {worst:.3e}");
+        check_prefill(&got, &format!("prefill on {library}"));
     }
 
     // Greedy decode through the graph, fed the CPU's tokens so both stay on one path.

@@ -13,7 +13,7 @@ use std::sync::Mutex;
 use cudarc::cublaslt::result::{self as lt, CublasError};
 use cudarc::cublaslt::sys;
 
-use crate::backend::gpu::runtime::{DevicePtr, GemmF16, RuntimeError};
+use crate::backend::gpu::runtime::{DevicePtr, GemmF16, GemmShape as Shape, RuntimeError};
 
 /// Workspace cuBLASLt may use per call; its Hopper kernels ask for up to 32 MiB.
 pub const WORKSPACE_BYTES: usize = 32 << 20;
@@ -31,16 +31,6 @@ fn blas_error(call: &'static str, e: CublasError) -> RuntimeError {
 pub fn present() -> bool {
     // SAFETY: only tries to dlopen the library under its usual names.
     unsafe { sys::is_culib_present() }
-}
-
-/// What a plan depends on: everything of a [`GemmF16`] but the addresses.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-struct Shape {
-    tokens: usize,
-    rows: usize,
-    k: usize,
-    ld_out: usize,
-    bias: bool,
 }
 
 struct Plan {
@@ -192,13 +182,7 @@ impl Blas {
     /// # Safety
     /// The addresses of `g` are live device memory of the bound context, sized for its shape.
     pub unsafe fn gemm(&self, g: &GemmF16, stream: *mut c_void) -> Result<(), RuntimeError> {
-        let shape = Shape {
-            tokens: g.tokens,
-            rows: g.rows,
-            k: g.k,
-            ld_out: g.ld_out,
-            bias: g.bias != 0,
-        };
+        let shape = g.shape();
         let mut plans = self.plans.lock().unwrap_or_else(|p| p.into_inner());
         let plan = match plans.entry(shape) {
             Entry::Occupied(e) => e.into_mut(),

@@ -12,8 +12,8 @@ use cudarc::driver::{sys, CudaContext};
 
 use super::blas::{self, Blas};
 use crate::backend::gpu::runtime::{
-    DeviceInfo, DevicePtr, EventHandle, FunctionHandle, GemmF16, GpuPlatform, GpuRuntime,
-    GraphHandle, LaunchDims, MemInfo, ModuleHandle, RuntimeError,
+    vendor_gemm_state, DeviceInfo, DevicePtr, EventHandle, FunctionHandle, GemmF16, GpuPlatform,
+    GpuRuntime, GraphHandle, LaunchDims, MemInfo, ModuleHandle, RuntimeError,
 };
 
 const PLATFORM: &str = "cuda";
@@ -192,19 +192,7 @@ impl GpuRuntime for CudaRuntime {
             ));
         }
         self.bind()?;
-        let blas = match self.blas.get() {
-            Some(b) => b,
-            None => {
-                let workspace = self.alloc(blas::WORKSPACE_BYTES)?;
-                match Blas::new(workspace) {
-                    Ok(b) => self.blas.get_or_init(|| b),
-                    Err(e) => {
-                        self.free(workspace)?;
-                        return Err(e);
-                    }
-                }
-            }
-        };
+        let blas = vendor_gemm_state(&self.blas, self, blas::WORKSPACE_BYTES, Blas::new)?;
         blas.gemm(g, self.stream.cast())
     }
 

@@ -123,6 +123,50 @@ pub struct GemmF16 {
     pub bias: DevicePtr,
 }
 
+/// What a vendor GEMM plan depends on: everything of a [`GemmF16`] but the addresses.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct GemmShape {
+    pub tokens: usize,
+    pub rows: usize,
+    pub k: usize,
+    pub ld_out: usize,
+    pub bias: bool,
+}
+
+impl GemmF16 {
+    pub fn shape(&self) -> GemmShape {
+        GemmShape {
+            tokens: self.tokens,
+            rows: self.rows,
+            k: self.k,
+            ld_out: self.ld_out,
+            bias: self.bias != 0,
+        }
+    }
+}
+
+/// The vendor GEMM state kept in `cell`, made on first use by `make` with a workspace of
+/// `bytes` allocated on `runtime` (freed again if `make` fails).
+pub fn vendor_gemm_state<'a, T>(
+    cell: &'a std::sync::OnceLock<T>,
+    runtime: &dyn GpuRuntime,
+    bytes: usize,
+    make: impl FnOnce(DevicePtr) -> Result<T, RuntimeError>,
+) -> Result<&'a T, RuntimeError> {
+    if let Some(state) = cell.get() {
+        return Ok(state);
+    }
+    let workspace = runtime.alloc(bytes)?;
+    match make(workspace) {
+        Ok(state) => Ok(cell.get_or_init(|| state)),
+        Err(e) => {
+            // SAFETY: allocated just above and used by nothing.
+            unsafe { runtime.free(workspace)? };
+            Err(e)
+        }
+    }
+}
+
 /// Errors of the vendor runtime layer.
 #[derive(Debug, thiserror::Error)]
 pub enum RuntimeError {

@@ -11,6 +11,7 @@ use super::runtime::{DevicePtr, FunctionHandle, GemmF16, GpuRuntime, LaunchDims,
 use crate::codegen::ops::stage_f16::{weight_staging, StageF16Context, WeightStaging};
 use crate::codegen::quant::weight_layout;
 use crate::codegen::Phase;
+use crate::gguf::TensorInfo;
 use crate::graph::{
     Fusion, FusionKind, Fusions, GemvEpilogue, GemvFusion, GemvSegment, Op, Step, ValueId,
 };
@@ -277,6 +278,16 @@ impl Scheduler<'_> {
         }
     }
 
+    /// The tensor a matmul step multiplies by (its first weight) in `layer`.
+    fn matmul_weight(&self, step: &Step, layer: Option<usize>) -> Result<&TensorInfo, GpuError> {
+        step.weights
+            .first()
+            .cloned()
+            .flatten()
+            .and_then(|role| self.model.weight(layer, &role))
+            .ok_or_else(|| Self::step_error(step, "the matmul's weight is not bound"))
+    }
+
     /// Device address and element count of the weight in `slot`, or None for an absent optional.
     fn weight(
         &self,
@@ -391,13 +402,7 @@ impl Scheduler<'_> {
         let mut outputs = [0; 3];
         for (i, segment) in gemv.segments.iter().enumerate() {
             let step = &steps[segment.matmul];
-            let tensor = step
-                .weights
-                .first()
-                .cloned()
-                .flatten()
-                .and_then(|role| self.model.weight(site.layer, &role))
-                .ok_or_else(|| Self::step_error(step, "the matmul's weight is not bound"))?;
+            let tensor = self.matmul_weight(step, site.layer)?;
             let row_bytes = weight_layout(tensor.ty)
                 .map(|l| l.row_bytes(tensor.dims[0] as usize))
                 .ok_or_else(|| {
@@ -455,13 +460,7 @@ impl Scheduler<'_> {
         let Some(staging) = self.addresses.staging else {
             return Ok(false);
         };
-        let tensor = step
-            .weights
-            .first()
-            .cloned()
-            .flatten()
-            .and_then(|role| self.model.weight(site.layer, &role))
-            .ok_or_else(|| Self::step_error(step, "the matmul's weight is not bound"))?;
+        let tensor = self.matmul_weight(step, site.layer)?;
         let (Some(mode), Some(layout)) = (weight_staging(tensor.ty), weight_layout(tensor.ty))
         else {
             return Ok(false);

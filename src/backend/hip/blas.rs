@@ -13,7 +13,9 @@ use std::sync::{Mutex, OnceLock};
 
 use libloading::Library;
 
-use crate::backend::gpu::runtime::{DevicePtr, GemmF16, RuntimeError};
+use super::ffi::symbol;
+
+use crate::backend::gpu::runtime::{DevicePtr, GemmF16, GemmShape as Shape, RuntimeError};
 
 /// Workspace hipBLASLt may use per call.
 pub const WORKSPACE_BYTES: usize = 32 << 20;
@@ -105,17 +107,6 @@ struct LtApi {
     matmul: MatmulFn,
 }
 
-/// # Safety
-/// `T` must be the exact C signature of `name`.
-unsafe fn symbol<T: Copy>(library: &Library, name: &str) -> Result<T, String> {
-    let mut c_name = name.as_bytes().to_vec();
-    c_name.push(0);
-    library
-        .get::<T>(&c_name)
-        .map(|s| *s)
-        .map_err(|e| format!("symbol {name} missing from hipBLASLt: {e}"))
-}
-
 impl LtApi {
     fn load() -> Result<Self, String> {
         // SAFETY: loading hipBLASLt only runs its initializers; no GPU work happens before
@@ -171,16 +162,6 @@ fn check(call: &'static str, status: Status) -> Result<(), RuntimeError> {
         code: status as i64,
         message: "hipblasStatus_t".to_string(),
     })
-}
-
-/// What a plan depends on: everything of a [`GemmF16`] but the addresses.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-struct Shape {
-    tokens: usize,
-    rows: usize,
-    k: usize,
-    ld_out: usize,
-    bias: bool,
 }
 
 struct Plan {
@@ -345,13 +326,7 @@ impl Blas {
     /// # Safety
     /// The addresses of `g` are live device memory of the current device, sized for its shape.
     pub unsafe fn gemm(&self, g: &GemmF16, stream: *mut c_void) -> Result<(), RuntimeError> {
-        let shape = Shape {
-            tokens: g.tokens,
-            rows: g.rows,
-            k: g.k,
-            ld_out: g.ld_out,
-            bias: g.bias != 0,
-        };
+        let shape = g.shape();
         let mut plans = self.plans.lock().unwrap_or_else(|p| p.into_inner());
         let plan = match plans.entry(shape) {
             Entry::Occupied(e) => e.into_mut(),

@@ -102,17 +102,17 @@ pub struct HipApi {
     pub graph_destroy: unsafe extern "C" fn(HipGraph) -> HipError,
 }
 
-/// Copy a function pointer out of the library.
+/// Copy a function pointer out of a loaded ROCm library (HIP, hipBLASLt).
 ///
 /// # Safety
 /// `T` must be the exact C signature of `name`.
-unsafe fn symbol<T: Copy>(library: &Library, name: &str) -> Result<T, String> {
+pub(super) unsafe fn symbol<T: Copy>(library: &Library, name: &str) -> Result<T, String> {
     let mut c_name = name.as_bytes().to_vec();
     c_name.push(0);
     library
         .get::<T>(&c_name)
         .map(|s| *s)
-        .map_err(|e| format!("symbol {name} missing from the HIP library: {e}"))
+        .map_err(|e| format!("symbol {name} missing from its ROCm library: {e}"))
 }
 
 impl HipApi {

@@ -6,8 +6,8 @@ use std::sync::OnceLock;
 use super::blas::{self, Blas};
 use super::ffi::{self, HipApi, HipError};
 use crate::backend::gpu::runtime::{
-    DeviceInfo, DevicePtr, EventHandle, FunctionHandle, GemmF16, GpuPlatform, GpuRuntime,
-    GraphHandle, LaunchDims, MemInfo, ModuleHandle, RuntimeError,
+    vendor_gemm_state, DeviceInfo, DevicePtr, EventHandle, FunctionHandle, GemmF16, GpuPlatform,
+    GpuRuntime, GraphHandle, LaunchDims, MemInfo, ModuleHandle, RuntimeError,
 };
 
 const PLATFORM: &str = "hip";
@@ -220,19 +220,7 @@ impl GpuRuntime for HipRuntime {
             return Err(RuntimeError::LibraryMissing(reason));
         }
         self.bind()?;
-        let blas = match self.blas.get() {
-            Some(b) => b,
-            None => {
-                let workspace = self.alloc(blas::WORKSPACE_BYTES)?;
-                match Blas::new(workspace) {
-                    Ok(b) => self.blas.get_or_init(|| b),
-                    Err(e) => {
-                        self.free(workspace)?;
-                        return Err(e);
-                    }
-                }
-            }
-        };
+        let blas = vendor_gemm_state(&self.blas, self, blas::WORKSPACE_BYTES, Blas::new)?;
         blas.gemm(g, self.stream)
     }
 
