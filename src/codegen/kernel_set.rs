@@ -27,6 +27,8 @@
 //! add         (const float* a, const float* b, float* out, int n)          // n = n_tokens * width
 //! silu_mul    (const float* g, const float* u, float* out, int n)          // n = n_tokens * width
 //! argmax      (const float* x, int* out, int n)                            // one row
+//! stage_f16   (const u8* src, __half* out, int n_rows)   // rows of K values as f16: a prefill
+//!             // matmul's input (F32) or weight (its GGUF format), for the runtime's vendor GEMM
 //! ```
 //!
 //! Fusion (`graph::fuse`): a run of steps computed together has all its kernels in the list of
@@ -36,7 +38,8 @@
 //! in both phases.
 //!
 //! Launch: `block` and `shared_bytes` (static; no dynamic shared memory) are fixed per kernel,
-//! `grid(n_tokens)` gives the grid. An Attention step is two launches, `kv_store` then
+//! `grid(n_tokens)` gives the grid (a `stage_f16` of weight rows sets its own grid from the rows
+//! it stages, `StageF16Context::blocks`). An Attention step is two launches, `kv_store` then
 //! `attention`; the caller guarantees `*pos0 + n_tokens <= n_ctx` (kernels drop rows past it
 //! rather than write out of bounds). A decode attention kernel (`kv_splits > 1`) keeps split
 //! partials in module-global scratch for up to `DECODE_MAX_TOKENS` tokens and merges them in the
