@@ -235,13 +235,14 @@ fn steps_launch_gemv_for_decode_and_gemm_for_prefill() {
 #[test]
 fn grids_cover_the_work() {
     let t = target("gfx1030");
-    // GEMV: warp rows per block x rows per warp output rows per block.
+    // GEMV: warp rows per block x rows per warp output rows per group, row groups per block.
     let gemv = GemvContext::new(&t, GgmlType::Q6K, 4096, 128256);
     let rows = (gemv.rows_per_block * gemv.rows_per_warp) as usize;
     assert!(rows > 1);
+    let groups = 128256usize.div_ceil(rows);
     assert_eq!(
         gemv.grid_rule().grid(1),
-        (128256usize.div_ceil(rows) as u32, 1, 1)
+        (groups.div_ceil(gemv.row_groups as usize) as u32, 1, 1)
     );
     // GEMM: ceil(N / BN) x ceil(tokens / BM).
     let gemm = GemmContext::new(&t, GgmlType::Q4_0, 896, 4864);
