@@ -38,7 +38,8 @@ impl GemvContext {
     /// 16 warps of two rows, two chunks per round and two row groups per block (101.7 against
     /// 119.5). Fewer blocks re-read and quantize x, and more warps share each prologue. Two
     /// chunks per round only where the dot splits into loads and arithmetic (Q4_0, Q8_0: the
-    /// software-pipelined rounds); K-quants, not measured, keep one. A block holds at most 1024
+    /// software-pipelined rounds); K-quants keep one. Only Q4_0 was measured: Q8_0 and K-quant
+    /// models, and every AMD target, get this geometry untimed. A block holds at most 1024
     /// threads: 16 warps on 64-lane targets.
     pub(super) fn default_knobs(&self) -> GemvKnobs {
         let big = self.k >= GEMV_BIG_K && self.blocks(1) >= GEMV_BIG_ROWS;

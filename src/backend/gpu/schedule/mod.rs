@@ -8,7 +8,8 @@ use super::error::GpuError;
 use super::kernels::{KernelRole, KernelTable, Section, StepSite};
 use super::layout::{ArenaLayout, WeightLayout, IO_ARGMAX, IO_POS0, IO_TOKENS};
 use super::runtime::{DevicePtr, FunctionHandle, GemmF16, GpuRuntime, LaunchDims, RuntimeError};
-use crate::codegen::ops::stage_f16::{weight_staging, StageF16Context, WeightStaging};
+
+mod vendor_gemm;
 use crate::codegen::quant::weight_layout;
 use crate::codegen::Phase;
 use crate::gguf::TensorInfo;
@@ -16,6 +17,7 @@ use crate::graph::{
     Fusion, FusionKind, Fusions, GemvEpilogue, GemvFusion, GemvSegment, Op, Step, ValueId,
 };
 use crate::plan::Model;
+pub use vendor_gemm::Staging;
 
 /// One kernel parameter.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -42,17 +44,6 @@ pub enum Launch {
     },
     /// A prefill matmul (or a chunk of its rows) on the runtime's vendor f16 GEMM.
     Gemm { label: String, gemm: GemmF16 },
-}
-
-/// The f16 buffers a prefill matmul is staged in for the vendor GEMM.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Staging {
-    pub weights: DevicePtr,
-    /// Capacity in f16 values: a larger weight is staged and multiplied a chunk of rows at a
-    /// time.
-    pub weight_values: usize,
-    /// The step's input rows (max_chunk rows of the widest matmul input).
-    pub input: DevicePtr,
 }
 
 /// Base addresses of the executor's allocations.
@@ -442,84 +433,6 @@ impl Scheduler<'_> {
         args.extend(outputs.iter().map(|&p| Ptr(p)));
         args.push(I32(rows.n_tokens as i32));
         Ok(args)
-    }
-
-    /// A prefill matmul on the vendor GEMM, where the executor has staging buffers and the
-    /// weight's format can be staged as f16: x staged, then per chunk of rows the weight
-    /// dequantized (unless already f16) and multiplied. False when the tile kernel must run.
-    fn vendor_gemm(
-        &self,
-        site: StepSite,
-        step: &Step,
-        x: DevicePtr,
-        y: DevicePtr,
-        n: usize,
-        out: &mut Vec<Launch>,
-    ) -> Result<bool, GpuError> {
-        use KernelArg::{Ptr, I32};
-        let Some(staging) = self.addresses.staging else {
-            return Ok(false);
-        };
-        let tensor = self.matmul_weight(step, site.layer)?;
-        let (Some(mode), Some(layout)) = (weight_staging(tensor.ty), weight_layout(tensor.ty))
-        else {
-            return Ok(false);
-        };
-        let k = tensor.dims[0] as usize;
-        let rows = (tensor.n_elements() as usize) / k.max(1);
-        let (w, _) = self.required_weight(step, site.layer, 0)?;
-        let bias = self.weight(step, site.layer, 1)?.map_or(0, |(b, _)| b);
-        let stage_x = self.kernels.kernel(site, KernelRole::StageInput, n)?;
-        out.push(Launch::Kernel {
-            label: format!("{} stage_input", step.name),
-            function: stage_x.function,
-            dims: stage_x.dims,
-            args: vec![Ptr(x), Ptr(staging.input), I32(n as i32)],
-        });
-        let chunk_rows = match mode {
-            WeightStaging::InPlace => rows,
-            WeightStaging::Dequantize => (staging.weight_values / k.max(1)).clamp(1, rows.max(1)),
-        };
-        for r0 in (0..rows).step_by(chunk_rows) {
-            let r = chunk_rows.min(rows - r0);
-            let weights = match mode {
-                WeightStaging::InPlace => w,
-                WeightStaging::Dequantize => {
-                    let stage_w = self.kernels.kernel(site, KernelRole::StageWeights, n)?;
-                    let mut dims = stage_w.dims;
-                    dims.grid = (
-                        StageF16Context::blocks(dims.block.0, k / layout.chunk, r),
-                        1,
-                        1,
-                    );
-                    out.push(Launch::Kernel {
-                        label: format!("{} stage_weights", step.name),
-                        function: stage_w.function,
-                        dims,
-                        args: vec![
-                            Ptr(w + (r0 * layout.row_bytes(k)) as u64),
-                            Ptr(staging.weights),
-                            I32(r as i32),
-                        ],
-                    });
-                    staging.weights
-                }
-            };
-            out.push(Launch::Gemm {
-                label: step.name.clone(),
-                gemm: GemmF16 {
-                    tokens: n,
-                    rows: r,
-                    k,
-                    weights,
-                    x: staging.input,
-                    out: y + (r0 * 4) as u64,
-                    ld_out: rows,
-                    bias: if bias == 0 { 0 } else { bias + (r0 * 4) as u64 },
-                },
-            });
-        }
-        Ok(true)
     }
 
     /// Base addresses of the K and V caches of the layer of `site`, where `attention` runs.
