@@ -82,28 +82,44 @@ impl<'a> Generator<'a> {
         let prompt_secs = start.elapsed().as_secs_f64();
 
         let gen_start = Instant::now();
-        let mut out = Vec::new();
-        let mut decoder = StreamDecoder::new(false);
-        let mut stops = StopMatcher::new(&opts.stop);
-        let stop = loop {
-            if self.tokenizer.is_eog(next) {
-                break StopReason::EndOfGeneration;
-            }
-            out.push(next);
-            let piece = decoder.push(self.tokenizer, next);
-            if stops.feed(&piece, on_text) {
-                break StopReason::StopString;
-            }
-            if out.len() >= opts.max_tokens {
-                break StopReason::MaxTokens;
-            }
-            if self.cached.len() + 1 > n_ctx {
-                break StopReason::ContextFull;
-            }
+        let mut taken = Taken {
+            tokenizer: self.tokenizer,
+            out: Vec::new(),
+            decoder: StreamDecoder::new(false),
+            stops: StopMatcher::new(&opts.stop),
+            max_tokens: opts.max_tokens,
+            n_ctx,
+        };
+        let mut stop = taken.take(next, self.cached.len(), on_text);
+        if stop.is_none() && self.greedy {
+            // Each result is the input of the next step: the backend keeps them on the device.
+            let pos = self.cached.len();
+            let steps = (opts.max_tokens - taken.out.len()).min(n_ctx - pos);
+            let cached = &mut self.cached;
+            let mut fed = next;
+            self.backend.greedy_run(next, pos, steps, &mut |token| {
+                cached.push(fed);
+                fed = token;
+                stop = taken.take(token, cached.len(), on_text);
+                stop.is_none()
+            })?;
+        }
+        while stop.is_none() && !self.greedy {
             let pos = self.cached.len();
             next = self.step(&[next], pos)?;
-            self.cached.push(out[out.len() - 1]);
-        };
+            self.cached.push(taken.out[taken.out.len() - 1]);
+            stop = taken.take(next, self.cached.len(), on_text);
+        }
+        // Every step budget above ends in a stop: the token limit or the context.
+        let stop = stop.ok_or_else(|| {
+            BackendError::Device("the greedy run ended before its last step".to_string())
+        })?;
+        let Taken {
+            out,
+            mut decoder,
+            mut stops,
+            ..
+        } = taken;
         if stop != StopReason::StopString {
             let tail = decoder.finish();
             stops.feed(&tail, on_text);
@@ -119,6 +135,7 @@ impl<'a> Generator<'a> {
         Ok((out, stats))
     }
 
+    /// The next token after `tokens`: the argmax on the backend when greedy, else sampled.
     fn step(&mut self, tokens: &[u32], pos0: usize) -> Result<u32, BackendError> {
         if self.greedy {
             return self.backend.forward_argmax(tokens, pos0);
@@ -126,6 +143,43 @@ impl<'a> Generator<'a> {
         let mut logits = self.backend.forward(tokens, pos0, false)?;
         let history: Vec<u32> = self.cached.iter().chain(tokens).copied().collect();
         Ok(self.sampler.sample(&mut logits, &history))
+    }
+}
+
+/// The tokens generated so far and the checks each new one goes through.
+struct Taken<'a> {
+    tokenizer: &'a Tokenizer,
+    out: Vec<u32>,
+    decoder: StreamDecoder,
+    stops: StopMatcher<'a>,
+    max_tokens: usize,
+    n_ctx: usize,
+}
+
+impl Taken<'_> {
+    /// Takes `next` (the cache holding `cached` tokens), streams its text, and says why to stop,
+    /// if generation must.
+    fn take(
+        &mut self,
+        next: u32,
+        cached: usize,
+        on_text: &mut dyn FnMut(&str),
+    ) -> Option<StopReason> {
+        if self.tokenizer.is_eog(next) {
+            return Some(StopReason::EndOfGeneration);
+        }
+        self.out.push(next);
+        let piece = self.decoder.push(self.tokenizer, next);
+        if self.stops.feed(&piece, on_text) {
+            return Some(StopReason::StopString);
+        }
+        if self.out.len() >= self.max_tokens {
+            return Some(StopReason::MaxTokens);
+        }
+        if cached + 1 > self.n_ctx {
+            return Some(StopReason::ContextFull);
+        }
+        None
     }
 }
 

@@ -9,11 +9,11 @@ use std::sync::Arc;
 
 use gpu_support::fake::{FakeKernels, FakeRuntime, MissingKernels, Recorded};
 use gpu_support::SynthModel;
-use rocmforge::backend::gpu::layout::{IO_ARGMAX, IO_TOKENS};
+use rocmforge::backend::gpu::layout::{io_ring, FEED_RING, IO_ARGMAX, IO_POS0, IO_TOKENS};
 use rocmforge::backend::gpu::schedule::{KernelArg, Launch, Logits, ScheduleRequest};
 use rocmforge::backend::gpu::{
     memory_budget, ExecutorConfig, GpuBackend, GpuRuntime, KernelRole, KernelTable, Section,
-    StepSite,
+    StepSite, RUN_STEPS,
 };
 use rocmforge::backend::{Backend, BackendError};
 use rocmforge::graph::ValueId;
@@ -130,15 +130,22 @@ fn decode_schedule_follows_the_kernel_abi() {
     let (_, down) = kernel_args(&launches[6]);
     assert_eq!(down[0], weight("blk.0.ffn_down.weight"));
     assert_eq!((down[8], down[9]), (value("x"), value("x")));
-    // argmax (x, out, n) over the logits row 0 into the I/O block.
+    // argmax (x, out, n, next_token, pos0, ring, ring_len, advance) over the logits row 0 into
+    // the I/O block, feeding the next step its token and position and the ring its result.
     let (label, argmax) = kernel_args(launches.last().unwrap());
     assert_eq!(label, "argmax");
+    let io = |slot: usize| addr.io + 4 * slot as u64;
     assert_eq!(
         argmax,
         vec![
             value("logits"),
-            addr.io + 4 * IO_ARGMAX as u64,
-            model.hparams.n_vocab as u64
+            io(IO_ARGMAX),
+            model.hparams.n_vocab as u64,
+            io(IO_TOKENS),
+            io(IO_POS0),
+            io(io_ring(ExecutorConfig::new(64).max_chunk)),
+            FEED_RING as u64,
+            1
         ]
     );
     // Each layer's matmuls read that layer's weights.
@@ -265,6 +272,74 @@ fn decode_is_captured_once_and_replayed() {
         (io[0], io[IO_TOKENS]),
         (1, 5),
         "position and token of the last step"
+    );
+}
+
+#[test]
+fn greedy_runs_replay_multi_step_graphs_then_single_steps() {
+    let model = tiny_llama();
+    let (fake, mut gpu) = backend_with(&model, Box::new(FakeKernels), ExecutorConfig::new(64));
+    let made = RUN_STEPS * 2 + 3;
+    let mut taken = Vec::new();
+    gpu.greedy_run(7, 4, made, &mut |t| {
+        taken.push(t);
+        true
+    })
+    .unwrap();
+    // The fake runs no kernels: the ring holds zeros, one result per step all the same.
+    assert_eq!(taken, vec![0; made]);
+    assert_eq!(
+        fake.captures(),
+        2,
+        "one graph of RUN_STEPS steps, one of a single step"
+    );
+    let decode = gpu
+        .schedule(ScheduleRequest {
+            n_tokens: 1,
+            logits: Logits::LastRow,
+            argmax: true,
+        })
+        .unwrap();
+    assert_eq!(fake.graph(0).len(), RUN_STEPS * decode.len());
+    assert_eq!(fake.graph(1).len(), decode.len());
+    let mut expected = vec![Recorded::GraphLaunch(0); 2];
+    expected.extend(vec![Recorded::GraphLaunch(1); 3]);
+    let launches: Vec<Recorded> = fake
+        .log()
+        .into_iter()
+        .filter(|r| matches!(r, Recorded::GraphLaunch(_)))
+        .collect();
+    assert_eq!(launches, expected);
+    // The host wrote the first input once; the steps feed themselves after it.
+    let io = fake.read_i32(gpu.addresses().io, IO_TOKENS + 1);
+    assert_eq!((io[IO_POS0], io[IO_TOKENS]), (4, 7));
+}
+
+#[test]
+fn greedy_runs_stop_when_asked_and_check_the_context_first() {
+    let model = tiny_llama();
+    let (fake, mut gpu) = backend_with(&model, Box::new(FakeKernels), ExecutorConfig::new(64));
+    let mut calls = 0;
+    gpu.greedy_run(7, 0, 100, &mut |_| {
+        calls += 1;
+        calls < 3
+    })
+    .expect_err("positions 0..100 do not fit a context of 64");
+    assert_eq!((calls, fake.captures()), (0, 0), "nothing ran");
+    gpu.greedy_run(7, 0, 64, &mut |_| {
+        calls += 1;
+        calls < 3
+    })
+    .unwrap();
+    assert_eq!(calls, 3, "the run stops at the first false");
+    let graph_launches = fake
+        .log()
+        .iter()
+        .filter(|r| matches!(r, Recorded::GraphLaunch(_)))
+        .count();
+    assert_eq!(
+        graph_launches, 1,
+        "three results come from the first run of steps"
     );
 }
 

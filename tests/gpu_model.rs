@@ -16,7 +16,7 @@ use std::sync::Arc;
 use gpu_support::{check_models, gpu_or_skip, nmse, SynthModel};
 use rocmforge::backend::cpu::ops::argmax;
 use rocmforge::backend::cpu::CpuBackend;
-use rocmforge::backend::gpu::{ExecutorConfig, GpuBackend, GpuRuntime};
+use rocmforge::backend::gpu::{ExecutorConfig, GpuBackend, GpuRuntime, RUN_STEPS};
 use rocmforge::backend::Backend;
 use rocmforge::plan::Model;
 
@@ -115,6 +115,27 @@ fn check_model(runtime: &Arc<dyn GpuRuntime>, spec: SynthModel) -> Vec<String> {
         next = cpu_token;
     }
     eprintln!("{label:<36} decode 6 steps (graph): worst logits nmse {worst:.3e}");
+
+    // A greedy run (steps fed their input on the device, RUN_STEPS to a graph, then single
+    // steps) makes the tokens that one forward_argmax per step makes from the same point.
+    let start = tokens.len() + 6;
+    let steps = RUN_STEPS + 3;
+    let mut run_tokens = Vec::new();
+    gpu.greedy_run(next, start, steps, &mut |t| {
+        run_tokens.push(t);
+        true
+    })
+    .unwrap();
+    let mut step_tokens = Vec::new();
+    for pos in start..start + steps {
+        next = gpu.forward_argmax(&[next], pos).unwrap();
+        step_tokens.push(next);
+    }
+    if run_tokens != step_tokens {
+        failures.push(format!(
+            "{label}: greedy run {run_tokens:?} != step by step {step_tokens:?}"
+        ));
+    }
     failures
 }
 
@@ -222,9 +243,14 @@ fn decode_timing_report() {
             next = gpu.forward_argmax(&[next], pos).unwrap();
         }
         let ms = began.elapsed().as_secs_f64() * 1e3 / steps as f64;
+        // The same steps again as one greedy run: inputs fed on the device.
+        let began = Instant::now();
+        gpu.greedy_run(next, tokens.len() + 1, steps, &mut |_| true)
+            .unwrap();
+        let run_ms = began.elapsed().as_secs_f64() * 1e3 / steps as f64;
         eprintln!(
             "smollm2-135m Q4_0 (synthetic) graph={use_graph}: prefill 128 tokens {prefill_ms:.2} ms \
-             ({:.0} tok/s), decode {ms:.3} ms/token ({:.0} tok/s)",
+             ({:.0} tok/s), decode {ms:.3} ms/token ({:.0} tok/s), greedy run {run_ms:.3} ms/token",
             128.0 / (prefill_ms as f64 / 1e3),
             1e3 / ms
         );

@@ -460,8 +460,13 @@ fn row_kernels_match_the_cpu() {
     launches.push(launch(
         spec(KernelKind::Argmax, ArgmaxContext::new(&t, 1000)),
         1,
-        "(const float*)B[0], (int*)B[1], 1000",
-        vec![f32_bytes(&logits), i32_bytes(&[-1])],
+        "(const float*)B[0], (int*)B[1], 1000, (int*)B[2], (int*)B[2] + 1, (int*)B[3], 4, 1",
+        vec![
+            f32_bytes(&logits),
+            i32_bytes(&[-1]),
+            i32_bytes(&[0, 0]),
+            i32_bytes(&[0; 4]),
+        ],
     ));
 
     let Some(()) = host_sim::run("rows", &mut launches) else {
@@ -616,7 +621,8 @@ fn attention_kernels_match_the_cpu() {
 }
 
 /// Argmax over rows that start at any 4-byte offset and have any length (the vectorized middle,
-/// its unaligned head and tail), with ties to the lowest index and NaN ignored.
+/// its unaligned head and tail), with ties to the lowest index and NaN ignored; the result also
+/// feeds the next step (token, position advanced, ring slot of the last position run).
 #[test]
 fn argmax_streams_unaligned_rows() {
     let mut rng = Rng::new(31);
@@ -640,19 +646,44 @@ fn argmax_streams_unaligned_rows() {
         if n / 2 != a && n / 2 != b {
             row[offset + n / 2] = f32::NAN;
         }
+        // I/O block [pos0, token]; steps of 1 + offset tokens from position 40 + n % 7.
+        let pos0 = 40 + (n % 7) as i32;
+        let advance = 1 + offset as i32;
         launches.push(launch(
             spec(KernelKind::Argmax, ArgmaxContext::new(&t, n)),
             1,
-            &format!("(const float*)B[0] + {offset}, (int*)B[1], {n}"),
-            vec![f32_bytes(&row), i32_bytes(&[-1])],
+            &format!(
+                "(const float*)B[0] + {offset}, (int*)B[1], {n}, (int*)B[2] + 1, (int*)B[2], \
+                 (int*)B[3], {RING}, {advance}"
+            ),
+            vec![
+                f32_bytes(&row),
+                i32_bytes(&[-1]),
+                i32_bytes(&[pos0, -1]),
+                i32_bytes(&[-1; RING]),
+            ],
         ));
-        wanted.push(a.min(b) as i32);
+        wanted.push((a.min(b) as i32, pos0 + advance));
     }
     let Some(()) = host_sim::run("argmax", &mut launches) else {
         return;
     };
-    for ((case, l), want) in cases.iter().zip(&launches).zip(wanted) {
-        let got = i32::from_le_bytes(l.buffers[1][..4].try_into().unwrap());
-        assert_eq!(got, want, "{case:?}");
+    let ints = |b: &[u8]| -> Vec<i32> {
+        b.chunks(4)
+            .map(|c| i32::from_le_bytes(c.try_into().unwrap()))
+            .collect()
+    };
+    for ((case, l), (want, pos)) in cases.iter().zip(&launches).zip(wanted) {
+        assert_eq!(ints(&l.buffers[1]), [want], "{case:?}");
+        assert_eq!(
+            ints(&l.buffers[2]),
+            [pos, want],
+            "{case:?}: position, token"
+        );
+        let mut ring = [-1; RING];
+        ring[(pos - 1) as usize % RING] = want;
+        assert_eq!(ints(&l.buffers[3]), ring, "{case:?}: ring");
     }
 }
+
+const RING: usize = 8;

@@ -45,6 +45,29 @@ pub trait Backend {
         let logits = self.forward(tokens, pos0, false)?;
         Ok(cpu::ops::argmax(&logits) as u32)
     }
+    /// Greedy decoding: feeds `token` at `pos0`, then each result at the next position, and hands
+    /// the results to `on_token` in order until it returns false or `max_tokens` were made
+    /// (positions `pos0 .. pos0 + max_tokens` must fit the context). A GPU backend keeps the
+    /// tokens on the device and runs several steps per round trip to the host, so it may compute
+    /// a few steps past the last result taken: their cache rows lie past the taken ones and are
+    /// written again before anything reads them.
+    fn greedy_run(
+        &mut self,
+        token: u32,
+        pos0: usize,
+        max_tokens: usize,
+        on_token: &mut dyn FnMut(u32) -> bool,
+    ) -> Result<(), BackendError> {
+        check_greedy_run(pos0, max_tokens, self.max_ctx())?;
+        let mut token = token;
+        for pos in pos0..pos0 + max_tokens {
+            token = self.forward_argmax(&[token], pos)?;
+            if !on_token(token) {
+                break;
+            }
+        }
+        Ok(())
+    }
     /// Context size the KV cache was sized for.
     fn max_ctx(&self) -> usize;
     /// Measured device memory bandwidth in bytes/s (a large device-to-device copy, bytes read
@@ -70,6 +93,15 @@ pub fn check_forward(
     }
     if let Some(&id) = tokens.iter().find(|&&t| t as usize >= n_vocab) {
         return Err(BackendError::BadToken { id, n_vocab });
+    }
+    Ok(())
+}
+
+/// Checks that a greedy run's positions fit the context before any work is done.
+pub fn check_greedy_run(pos0: usize, max_tokens: usize, n_ctx: usize) -> Result<(), BackendError> {
+    let end = pos0 + max_tokens;
+    if end > n_ctx {
+        return Err(BackendError::ContextFull { pos0, end, n_ctx });
     }
     Ok(())
 }

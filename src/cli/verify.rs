@@ -74,7 +74,17 @@ pub fn run(a: &VerifyArgs) -> Result<(), Box<dyn std::error::Error>> {
     );
 
     // Greedy generation from the same prompt on both; report the first divergence and whether
-    // the CPU saw a near-tie there.
+    // the CPU saw a near-tie there. The GPU generates as `run` does: each argmax taken and fed
+    // back on the device.
+    let mut tg = Vec::new();
+    if a.gen_tokens > 0 {
+        let first = gpu.forward_argmax(&prompt, 0)?;
+        tg.push(first);
+        gpu.greedy_run(first, prompt.len(), a.gen_tokens - 1, &mut |t| {
+            tg.push(t);
+            true
+        })?;
+    }
     let gen = |b: &mut dyn Backend| -> Result<Generated, Box<dyn std::error::Error>> {
         let mut out = Vec::new();
         let mut logits = Vec::new();
@@ -87,7 +97,6 @@ pub fn run(a: &VerifyArgs) -> Result<(), Box<dyn std::error::Error>> {
         }
         Ok((out, logits))
     };
-    let (tg, _) = gen(gpu.as_mut())?;
     let (tc, lcs) = gen(cpu.as_mut())?;
     let identical = tg == tc;
     match tg.iter().zip(&tc).position(|(x, y)| x != y) {

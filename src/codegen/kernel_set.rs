@@ -26,7 +26,8 @@
 //! attention   (const float* q, const __half* k_cache, const __half* v_cache, float* out, const int* pos0, int n_tokens)
 //! add         (const float* a, const float* b, float* out, int n)          // n = n_tokens * width
 //! silu_mul    (const float* g, const float* u, float* out, int n)          // n = n_tokens * width
-//! argmax      (const float* x, int* out, int n)                            // one row
+//! argmax      (const float* x, int* out, int n, int* next_token, int* pos0, int* ring,
+//!              int ring_len, int advance)    // one row; the result also feeds the next step
 //! stage_f16   (const u8* src, __half* out, int n_rows)   // rows of K values as f16: a prefill
 //!             // matmul's input (F32) or weight (its GGUF format), for the runtime's vendor GEMM
 //! ```

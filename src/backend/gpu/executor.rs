@@ -8,19 +8,25 @@ use std::sync::Arc;
 use super::error::GpuError;
 use super::kernels::KernelTable;
 use super::kernels::StepSite;
-use super::layout::{self, ArenaLayout, MemoryBudget, WeightLayout, IO_ARGMAX, IO_POS0, IO_TOKENS};
+use super::layout::{
+    self, ArenaLayout, MemoryBudget, WeightLayout, FEED_RING, IO_ARGMAX, IO_POS0, IO_TOKENS,
+};
 use super::memory::{DeviceBuffer, Graph};
 use super::runtime::{DevicePtr, GpuRuntime};
 use super::schedule::{
     self, enqueue, DeviceAddresses, Launch, Logits, ScheduleRequest, Scheduler, Staging,
 };
 use super::staging::staging_sizes;
-use crate::backend::{check_forward, Backend, BackendError};
+use crate::backend::{check_forward, check_greedy_run, Backend, BackendError};
 use crate::graph::{Fusion, Fusions, ValueId};
 use crate::plan::Model;
 
 /// Default largest number of tokens one launch list covers; longer prompts run in chunks.
 pub const DEFAULT_MAX_CHUNK: usize = 512;
+/// Decode steps per graph in greedy runs: one host round trip (launch, copy back, wake-up) per
+/// this many tokens instead of per token. At most `FEED_RING`, where the results wait.
+pub const RUN_STEPS: usize = 8;
+const _: () = assert!(RUN_STEPS <= FEED_RING);
 
 /// Sizes the executor is built for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -90,8 +96,10 @@ pub fn check_memory(
 
 pub struct GpuBackend {
     // Fields drop in declaration order. The decode graph refers to the kernels' functions and to
-    // raw addresses of the buffers below, so it goes first, then the modules, then the memory.
+    // raw addresses of the buffers below, so they go first, then the modules, then the memory.
     decode_graph: Option<Graph>,
+    /// `RUN_STEPS` decode steps in one graph, each fed the argmax of the one before.
+    run_graph: Option<Graph>,
     kernels: Box<dyn KernelTable>,
     io: DeviceBuffer<i32>,
     _weights: DeviceBuffer<u8>,
@@ -178,6 +186,7 @@ impl GpuBackend {
             addresses,
             fusions,
             decode_graph: None,
+            run_graph: None,
             io,
             _weights: weights,
             _kv_cache: kv_cache,
@@ -220,7 +229,7 @@ impl GpuBackend {
         kernels: Box<dyn KernelTable>,
     ) -> Result<Box<dyn KernelTable>, GpuError> {
         self.runtime.synchronize()?;
-        self.decode_graph = None;
+        self.drop_graphs();
         Ok(std::mem::replace(&mut self.kernels, kernels))
     }
 
@@ -239,9 +248,14 @@ impl GpuBackend {
     /// Switches dependent decode launches on or off (the next decode step recaptures its graph).
     pub fn set_dependent_decode(&mut self, on: bool) -> Result<(), GpuError> {
         self.runtime.synchronize()?;
-        self.decode_graph = None;
+        self.drop_graphs();
         self.config.dependent_decode = on;
         Ok(())
+    }
+
+    fn drop_graphs(&mut self) {
+        self.decode_graph = None;
+        self.run_graph = None;
     }
 
     /// The fusion the step at `site` belongs to for a launch over `n_tokens` tokens: run it
@@ -374,19 +388,87 @@ impl GpuBackend {
     /// One decode step through the captured graph (captured on first use).
     fn decode_step(&mut self, token: u32, pos0: usize) -> Result<(), GpuError> {
         self.write_inputs(&[token], pos0)?;
+        self.decode_steps(1)
+    }
+
+    /// `steps` decode steps from the token and position in the I/O block, each fed the argmax
+    /// of the one before (see `layout::FEED_RING`): 1 or `RUN_STEPS`, each a graph captured on
+    /// first use.
+    fn decode_steps(&mut self, steps: usize) -> Result<(), GpuError> {
         if !self.config.use_graph {
             let launches = self.schedule(decode_request())?;
-            return self.run(&launches);
+            for _ in 0..steps {
+                self.run(&launches)?;
+            }
+            return Ok(());
         }
-        if self.decode_graph.is_none() {
+        let cached = if steps == 1 {
+            &self.decode_graph
+        } else {
+            &self.run_graph
+        };
+        if cached.is_none() {
             let launches = self.schedule(decode_request())?;
             let runtime = self.runtime.clone();
-            let graph = Graph::capture(&runtime, || self.run(&launches))?;
-            self.decode_graph = Some(graph);
+            let graph = Graph::capture(&runtime, || {
+                (0..steps).try_for_each(|_| self.run(&launches))
+            })?;
+            if steps == 1 {
+                self.decode_graph = Some(graph);
+            } else {
+                self.run_graph = Some(graph);
+            }
         }
-        if let Some(graph) = &self.decode_graph {
+        let graph = if steps == 1 {
+            &self.decode_graph
+        } else {
+            &self.run_graph
+        };
+        if let Some(graph) = graph {
             // SAFETY: the graph captured addresses of buffers owned by `self`, still allocated.
             unsafe { graph.launch()? };
+        }
+        Ok(())
+    }
+
+    /// Greedy decoding on the device (see `Backend::greedy_run`): runs of `RUN_STEPS` steps in
+    /// one graph while that many are wanted and fit the context, single steps for the rest; the
+    /// host reads each run's results from the ring with one copy.
+    fn greedy_steps(
+        &mut self,
+        token: u32,
+        pos0: usize,
+        max_tokens: usize,
+        on_token: &mut dyn FnMut(u32) -> bool,
+    ) -> Result<(), BackendError> {
+        let n_ctx = self.config.n_ctx;
+        check_greedy_run(pos0, max_tokens, n_ctx)?;
+        if max_tokens == 0 {
+            return Ok(());
+        }
+        check_forward(&[token], pos0, n_ctx, self.model.hparams.n_vocab)?;
+        self.write_inputs(&[token], pos0)?;
+        let ring_at = layout::io_ring(self.config.max_chunk);
+        let mut ring = [0i32; FEED_RING];
+        let mut pos = pos0;
+        let mut done = 0;
+        while done < max_tokens {
+            let steps = if max_tokens - done >= RUN_STEPS {
+                RUN_STEPS
+            } else {
+                1
+            };
+            self.decode_steps(steps)?;
+            self.io
+                .copy_to_host_at(ring_at, &mut ring)
+                .map_err(GpuError::from)?;
+            for p in pos..pos + steps {
+                done += 1;
+                if !on_token(ring[p % FEED_RING].max(0) as u32) {
+                    return Ok(());
+                }
+            }
+            pos += steps;
         }
         Ok(())
     }
@@ -481,6 +563,16 @@ impl Backend for GpuBackend {
         check_forward(tokens, pos0, self.config.n_ctx, self.model.hparams.n_vocab)?;
         self.run_tokens(tokens, pos0, false)?;
         Ok(self.argmax_result()?)
+    }
+
+    fn greedy_run(
+        &mut self,
+        token: u32,
+        pos0: usize,
+        max_tokens: usize,
+        on_token: &mut dyn FnMut(u32) -> bool,
+    ) -> Result<(), BackendError> {
+        self.greedy_steps(token, pos0, max_tokens, on_token)
     }
 
     fn max_ctx(&self) -> usize {

@@ -76,14 +76,23 @@ impl ArenaLayout {
     }
 }
 
-/// The small i32 block that a step reads its inputs from: `[pos0, argmax result, tokens...]`.
-/// Position and tokens sit together so a decode step updates them with one copy.
+/// The small i32 block that a step reads its inputs from: `[pos0, argmax result, tokens...,
+/// ring...]`. Position and tokens sit together so a decode step updates them with one copy. The
+/// argmax writes its result into the token slot, advances pos0 and keeps the result in the ring
+/// (slot `position % FEED_RING`), so decode steps can run back to back on the device and the
+/// host reads up to `FEED_RING` results with one copy.
 pub const IO_POS0: usize = 0;
 pub const IO_ARGMAX: usize = 1;
 pub const IO_TOKENS: usize = 2;
+pub const FEED_RING: usize = 64;
+
+/// Where the ring starts in the I/O block.
+pub fn io_ring(max_tokens: usize) -> usize {
+    IO_TOKENS + max_tokens
+}
 
 pub fn io_len(max_tokens: usize) -> usize {
-    IO_TOKENS + max_tokens
+    io_ring(max_tokens) + FEED_RING
 }
 
 /// Everything the executor allocates, for the up-front memory check and its error message.

@@ -32,7 +32,7 @@ pub use device::{
     SelectedDevice, Tuning,
 };
 pub use error::GpuError;
-pub use executor::{check_memory, memory_budget, ExecutorConfig, GpuBackend};
+pub use executor::{check_memory, memory_budget, ExecutorConfig, GpuBackend, RUN_STEPS};
 pub use kernels::{KernelLaunch, KernelRole, KernelTable, Section, StepSite};
 pub use loaded::{KernelBinary, KernelSelector, LoadedKernelTable};
 pub use memory::{DeviceBuffer, DeviceCopy, Event, Graph, Module};

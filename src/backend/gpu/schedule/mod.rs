@@ -6,7 +6,7 @@ use std::ffi::c_void;
 
 use super::error::GpuError;
 use super::kernels::{KernelRole, KernelTable, Section, StepSite};
-use super::layout::{ArenaLayout, WeightLayout, IO_ARGMAX, IO_POS0, IO_TOKENS};
+use super::layout::{io_ring, ArenaLayout, WeightLayout, FEED_RING, IO_ARGMAX, IO_POS0, IO_TOKENS};
 use super::runtime::{DevicePtr, FunctionHandle, GemmF16, GpuRuntime, LaunchDims, RuntimeError};
 
 mod vendor_gemm;
@@ -181,6 +181,11 @@ impl Scheduler<'_> {
                     KernelArg::Ptr(self.value_ptr(program.logits, logits_row)),
                     KernelArg::Ptr(self.io_ptr(IO_ARGMAX)),
                     KernelArg::I32(n_vocab as i32),
+                    KernelArg::Ptr(self.io_ptr(IO_TOKENS)),
+                    KernelArg::Ptr(self.io_ptr(IO_POS0)),
+                    KernelArg::Ptr(self.io_ptr(io_ring(self.arena.max_tokens))),
+                    KernelArg::I32(FEED_RING as i32),
+                    KernelArg::I32(n as i32),
                 ],
             });
         }
