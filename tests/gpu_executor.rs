@@ -79,10 +79,10 @@ fn decode_schedule_follows_the_kernel_abi() {
             argmax: true,
         })
         .unwrap();
-    // Decode runs a llama layer in 6 launches: norm+q+k+v, rope_store, attention,
-    // output+residual, norm+gate+up+silu_mul, down+residual (graph::fuse); the epilogue's norm
-    // and LM head are one GEMV; then the argmax.
-    assert_eq!(launches.len(), 1 + 6 * model.hparams.n_layer + 1 + 1);
+    // Decode runs a llama layer in 5 launches: norm+q+k+v, attention (rotating q and k and
+    // storing k and v itself), output+residual, norm+gate+up+silu_mul, down+residual
+    // (graph::fuse); the epilogue's norm and LM head are one GEMV; then the argmax.
+    assert_eq!(launches.len(), 1 + 5 * model.hparams.n_layer + 1 + 1);
 
     let addr = gpu.addresses();
     let arena = gpu.arena_layout();
@@ -100,19 +100,20 @@ fn decode_schedule_follows_the_kernel_abi() {
             1
         ]
     );
-    // rope_store of layer 1 (q, k, v, q_out, k_cache, v_cache, pos0, n) uses that layer's cache.
-    let stores: Vec<Vec<u64>> = launches
+    // Attention of layer 1 (q, k, v, k_cache, v_cache, out, pos0, n): the unrotated q, k, v
+    // and that layer's cache.
+    let attention: Vec<Vec<u64>> = launches
         .iter()
         .map(kernel_args)
-        .filter(|(label, _)| label.ends_with("rope_store"))
+        .filter(|(label, _)| label.ends_with("(fused rope)"))
         .map(|(_, a)| a)
         .collect();
-    assert_eq!(stores.len(), model.hparams.n_layer);
+    assert_eq!(attention.len(), model.hparams.n_layer);
     let side = addr.kv_side_bytes as u64;
-    assert_eq!(stores[1][4], addr.kv_cache + 2 * side);
-    assert_eq!(stores[1][5], addr.kv_cache + 3 * side);
-    assert_eq!(stores[1][6], addr.io);
-    assert_eq!(stores[1][7], 1);
+    assert_eq!(attention[1][..3], [value("q"), value("k"), value("v")]);
+    assert_eq!(attention[1][3], addr.kv_cache + 2 * side);
+    assert_eq!(attention[1][4], addr.kv_cache + 3 * side);
+    assert_eq!(attention[1][6..], [addr.io, 1]);
     // The first GEMV (W0, W1, W2, b0, b1, b2, x, norm_w, residual, out0, out1, out2, n): q, k
     // and v of layer 0 from x normalized by attn_norm.
     let (_, qkv) = kernel_args(&launches[1]);
@@ -127,7 +128,7 @@ fn decode_schedule_follows_the_kernel_abi() {
     assert_eq!(qkv[6..9], [value("x"), weight("blk.0.attn_norm.weight"), 0]);
     assert_eq!(qkv[9..], [value("q"), value("k"), value("v"), 1]);
     // The down projection adds the residual x in place.
-    let (_, down) = kernel_args(&launches[6]);
+    let (_, down) = kernel_args(&launches[5]);
     assert_eq!(down[0], weight("blk.0.ffn_down.weight"));
     assert_eq!((down[8], down[9]), (value("x"), value("x")));
     // argmax (x, out, n) over the logits row 0 into the I/O block.
@@ -394,7 +395,11 @@ fn missing_kernels_and_bad_inputs_are_errors() {
         Box::new(MissingKernels(KernelRole::RopeStore)),
         ExecutorConfig::new(8),
     );
-    let err = gpu.forward(&[1, 2], 0, false).unwrap_err().to_string();
+    // Prefill (5 tokens) runs rope_store before attention; decode has none to miss.
+    let err = gpu
+        .forward(&[1, 2, 3, 4, 5], 0, false)
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("rope_store"), "{err}");
     assert!(matches!(
         gpu.forward(&[1], 8, false),

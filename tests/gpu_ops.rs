@@ -32,7 +32,7 @@ use rocmforge::backend::gpu::{ExecutorConfig, GpuBackend, GpuRuntime, Section, S
 use rocmforge::codegen::context::{OpContext, Tunable};
 use rocmforge::codegen::ops::attention::{AttentionPhase, AttentionShape};
 use rocmforge::codegen::ops::AttentionContext;
-use rocmforge::codegen::TuningChoice;
+use rocmforge::codegen::{Phase, TuningChoice};
 use std::collections::HashMap;
 
 use rocmforge::graph::{Fusion, FusionKind, GemvEpilogue, Op, Step, ValueId};
@@ -202,7 +202,7 @@ impl Harness<'_> {
             }
         }
         let step = &group[len - 1];
-        let written = written_values(fusion, group);
+        let written = written_values(fusion, group, Phase::of(n as u32) == Phase::Decode);
         for id in written {
             let got = self.gpu.value_rows(id, n).unwrap();
             let err = nmse(&got, &values[&id]);
@@ -263,8 +263,9 @@ impl Harness<'_> {
 }
 
 /// The values a launch of the group writes: a single step's outputs; a fused GEMV's segment
-/// outputs or its epilogue's output; the rotated q and the attention output of rope+attention.
-fn written_values(fusion: Option<&Fusion>, group: &[Step]) -> Vec<ValueId> {
+/// outputs or its epilogue's output; the attention output of rope+attention, and in prefill the
+/// rotated q (decode keeps it in registers).
+fn written_values(fusion: Option<&Fusion>, group: &[Step], decode: bool) -> Vec<ValueId> {
     match fusion.map(|f| &f.kind) {
         None => group[0].outputs.clone(),
         Some(FusionKind::Gemv(g)) => match g.epilogue {
@@ -277,10 +278,12 @@ fn written_values(fusion: Option<&Fusion>, group: &[Step]) -> Vec<ValueId> {
             rope_q, attention, ..
         }) => {
             let first = fusion.map_or(0, |f| f.first);
-            vec![
-                group[rope_q - first].outputs[0],
-                group[attention - first].outputs[0],
-            ]
+            let out = group[attention - first].outputs[0];
+            if decode {
+                vec![out]
+            } else {
+                vec![group[rope_q - first].outputs[0], out]
+            }
         }
     }
 }

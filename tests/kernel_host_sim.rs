@@ -615,6 +615,104 @@ fn attention_kernels_match_the_cpu() {
     }
 }
 
+/// Decode attention with the rotations fused in, against the CPU's rope of q and k, the cache
+/// rows written, then attention: the output, and the cache rows it stores (f16 of the rotated
+/// keys and of the values at *pos0 + t; every other row untouched), for both rotary styles, GQA
+/// groups, several tokens (later tokens attend to earlier ones' new keys) and KV splits.
+#[test]
+fn decode_attention_with_fused_rope_matches_rope_then_attention() {
+    let mut rng = Rng::new(29);
+    // (target, style, n_head, n_kv_head, head_dim, pos0, n_tokens)
+    let cases = [
+        ("gfx1030", RotaryPairs::Neox, 14, 2, 64, 37, 1),
+        ("gfx1030", RotaryPairs::Normal, 6, 2, 64, 10, 3),
+        ("gfx90a", RotaryPairs::Neox, 8, 2, 128, 0, 1),
+        ("gfx90a", RotaryPairs::Normal, 8, 8, 128, 50, 4),
+        ("gfx1030", RotaryPairs::Neox, 4, 4, 96, 21, 2),
+    ];
+    const N_CTX: usize = 64;
+    const BASE: f32 = 10000.0;
+    let mut launches = Vec::new();
+    let mut expected = Vec::new();
+    for &(arch, style, n_head, n_kv_head, head_dim, pos0, n) in &cases {
+        let t = Target::parse(arch).unwrap();
+        let shape = AttentionShape {
+            head_dim,
+            n_head,
+            n_kv_head,
+            n_ctx: N_CTX,
+        };
+        let kv_width = n_kv_head * head_dim;
+        let (kb, vb, mut kf, mut vf) = caches(&mut rng, N_CTX, kv_width, pos0);
+        let q = randn(&mut rng, n * n_head * head_dim);
+        let (k, v) = (randn(&mut rng, n * kv_width), randn(&mut rng, n * kv_width));
+        let ctx =
+            AttentionContext::new(&t, AttentionPhase::Decode, shape, 4).with_rope(style, BASE);
+        launches.push(launch(
+            spec(KernelKind::Attention, ctx),
+            n as u32,
+            "(const float*)B[0], (const float*)B[1], (const float*)B[2], (__half*)B[3], (__half*)B[4], (float*)B[5], (const int*)B[6], n_tokens",
+            vec![
+                f32_bytes(&q),
+                f32_bytes(&k),
+                f32_bytes(&v),
+                kb.clone(),
+                vb.clone(),
+                vec![0; 4 * q.len()],
+                i32_bytes(&[pos0 as i32]),
+            ],
+        ));
+        let cpu_style = match style {
+            RotaryPairs::Neox => RopeStyle::Neox,
+            RotaryPairs::Normal => RopeStyle::Normal,
+        };
+        let (mut qr, mut kr) = (q.clone(), k.clone());
+        ops::rope(&mut qr, n_head * head_dim, head_dim, pos0, BASE, cpu_style);
+        ops::rope(&mut kr, kv_width, head_dim, pos0, BASE, cpu_style);
+        let (mut k_cache, mut v_cache) = (kb, vb);
+        for (i, (kx, vx)) in kr.iter().zip(&v).enumerate() {
+            let at = pos0 * kv_width + i;
+            let (kh, vh) = (f16::from_f32(*kx), f16::from_f32(*vx));
+            kf[at] = kh.to_f32();
+            vf[at] = vh.to_f32();
+            k_cache[2 * at..][..2].copy_from_slice(&kh.to_le_bytes());
+            v_cache[2 * at..][..2].copy_from_slice(&vh.to_le_bytes());
+        }
+        let mut want = vec![0f32; q.len()];
+        let attn = AttnShape {
+            n_head,
+            n_kv_head,
+            head_dim,
+        };
+        ops::attention(&qr, &kf, &vf, attn, pos0, &mut want);
+        expected.push((want, k_cache, v_cache));
+    }
+    let Some(()) = host_sim::run("attention_rope", &mut launches) else {
+        return;
+    };
+    // The kernel's angles (powf per pair) and the CPU's (a table of frequencies) may differ in the
+    // last bit, which can move a rotated key to the neighbouring f16: one ulp (2^-11) of one key
+    // element, far below this bound; a wrong pair or position gives errors near 1.
+    const FUSED_TOL: f32 = 5e-4;
+    for ((case, l), (want, k_cache, v_cache)) in cases.iter().zip(&launches).zip(&expected) {
+        let err = max_rel_err(&bytes_f32(&l.buffers[5]), want);
+        assert!(err < FUSED_TOL, "{case:?}: error {err}");
+        // Rotations may round differently in the last bit (sincos, powf): compare as f32.
+        for (got, want, what) in [
+            (&l.buffers[3], k_cache, "keys"),
+            (&l.buffers[4], v_cache, "values"),
+        ] {
+            let as_f32 = |b: &[u8]| -> Vec<f32> {
+                b.chunks(2)
+                    .map(|h| f16::from_le_bytes([h[0], h[1]]).to_f32())
+                    .collect()
+            };
+            let err = max_rel_err(&as_f32(got), &as_f32(want));
+            assert!(err < 2e-3, "{case:?}: cached {what}: error {err}");
+        }
+    }
+}
+
 /// Argmax over rows that start at any 4-byte offset and have any length (the vectorized middle,
 /// its unaligned head and tail), with ties to the lowest index and NaN ignored.
 #[test]

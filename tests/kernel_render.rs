@@ -217,11 +217,9 @@ fn steps_launch_gemv_for_decode_and_gemm_for_prefill() {
         .map(|k| (k.kind, k.grid(n).2))
         .collect::<Vec<_>>()
     };
-    // Decode attention splits the keys over 16 blocks (the default); prefill does not.
-    assert_eq!(
-        kinds(1),
-        [(KernelKind::RopeStore, 1), (KernelKind::Attention, 16)]
-    );
+    // Decode attention rotates and stores itself and splits the keys over 16 blocks (the
+    // default); prefill runs rope_store first and does not split.
+    assert_eq!(kinds(1), [(KernelKind::Attention, 16)]);
     assert_eq!(
         kinds(64),
         [(KernelKind::RopeStore, 1), (KernelKind::Attention, 1)]

@@ -35,7 +35,9 @@
 //! its first step and empty lists for the others, in the phases the fusion applies to: decode
 //! GEMVs absorb the RMSNorm before them, the matmuls sharing their input, a split and a residual
 //! add or silu_mul after them; `rope_store` + attention replace rope, rope, kv_store + attention
-//! in both phases.
+//! in prefill, and in decode one attention kernel that rotates and stores itself:
+//! `attention (const float* q, const float* k, const float* v, __half* k_cache, __half* v_cache,
+//! float* out, const int* pos0, int n_tokens)` with q, k, v unrotated.
 //!
 //! Launch: `block` and `shared_bytes` (static; no dynamic shared memory) are fixed per kernel,
 //! `grid(n_tokens)` gives the grid (a `stage_f16` of weight rows sets its own grid from the rows
@@ -77,6 +79,7 @@ use super::error::CodegenError;
 use super::ops::attention::{AttentionPhase, AttentionShape};
 use super::ops::elementwise::ElementwiseOp;
 use super::ops::matmul::{GemvEpilogue, GemvSegment};
+use super::ops::rope::RotaryPairs;
 use super::ops::stage_f16::{weight_staging, WeightStaging};
 use super::ops::{
     ArgmaxContext, AttentionContext, ElementwiseContext, EmbedContext, GemmContext,
@@ -412,8 +415,9 @@ impl Builder<'_> {
                         KernelKind::RopeStore,
                         RopeStoreContext::new(self.target, &rope, kv_width, self.n_ctx),
                     )?;
-                    let (decode, prefill) = self.attention()?;
-                    out[fusion.first].decode = vec![store, decode];
+                    // Decode rotates and stores inside the attention kernel: one launch.
+                    let (decode, prefill) = self.attention(Some((rope.style, rope.base)))?;
+                    out[fusion.first].decode = vec![decode];
                     out[fusion.first].prefill = vec![store, prefill];
                 }
             }
@@ -465,7 +469,11 @@ impl Builder<'_> {
     }
 
     /// The decode and prefill attention kernels.
-    fn attention(&mut self) -> Result<(usize, usize), CodegenError> {
+    /// The decode and prefill attention kernels; with `rope`, decode rotates q and k itself.
+    fn attention(
+        &mut self,
+        rope: Option<(RotaryPairs, f32)>,
+    ) -> Result<(usize, usize), CodegenError> {
         let (t, hp) = (self.target, &self.shape.hparams);
         let shape = AttentionShape {
             head_dim: hp.head_dim,
@@ -474,10 +482,11 @@ impl Builder<'_> {
             n_ctx: self.n_ctx,
         };
         let max = DECODE_MAX_TOKENS as usize;
-        let decode = self.add(
-            KernelKind::Attention,
-            AttentionContext::new(t, AttentionPhase::Decode, shape, max),
-        )?;
+        let mut decode_ctx = AttentionContext::new(t, AttentionPhase::Decode, shape, max);
+        if let Some((style, base)) = rope {
+            decode_ctx = decode_ctx.with_rope(style, base);
+        }
+        let decode = self.add(KernelKind::Attention, decode_ctx)?;
         let prefill = self.add(
             KernelKind::Attention,
             AttentionContext::new(t, AttentionPhase::Prefill, shape, max),
@@ -555,7 +564,7 @@ impl Builder<'_> {
                     KernelKind::KvStore,
                     KvStoreContext::new(t, hp.n_kv_head * hp.head_dim, self.n_ctx),
                 )?;
-                let (decode, prefill) = self.attention()?;
+                let (decode, prefill) = self.attention(None)?;
                 (vec![store, decode], vec![store, prefill])
             }
             StepShape::Add { width } => same(self.add(

@@ -6,6 +6,7 @@
 
 use serde::Serialize;
 
+use super::rope::RotaryPairs;
 use super::warps;
 use crate::codegen::compiler::Target;
 use crate::codegen::context::{
@@ -55,6 +56,13 @@ pub struct AttentionContext {
     pub warps: u32,
     /// Blocks sharing one (token, KV head) over disjoint key ranges, merged by the last to finish.
     pub kv_splits: u32,
+    /// Decode with the rotations fused in (`with_rope`): the kernel rotates q and the launch's new
+    /// keys itself and stores the new keys and values in the cache, so no rope_store launch runs
+    /// before it. The names are those of `rope_pair.hip.tera`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub style: Option<RotaryPairs>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub base: Option<f32>,
     /// Whether the target has matrix tiles (the tiled prefill kernel is offered).
     #[serde(skip)]
     pub tiles_offered: bool,
@@ -121,11 +129,23 @@ impl AttentionContext {
             max_tokens,
             warps: 0,
             kv_splits: 0,
+            style: None,
+            base: None,
             tiles_offered: target.has_matrix_tiles(),
             tile_tokens: 0,
             kv_chunk: 0,
         };
         ctx.with_knobs(&ctx.default_knobs())
+    }
+
+    /// The decode kernel that also does rope_store's work: q and the new keys rotated by `style`
+    /// pairs with frequency base `base`, new keys and values stored in the cache.
+    pub fn with_rope(self, style: RotaryPairs, base: f32) -> AttentionContext {
+        AttentionContext {
+            style: Some(style),
+            base: Some(base),
+            ..self
+        }
     }
 
     /// Decode: 16 splits so that even two KV heads fill a large GPU, 8 warps per block (what
@@ -221,8 +241,9 @@ impl OpContext for AttentionContext {
             AttentionPhase::Decode => "decode",
             AttentionPhase::Prefill => "prefill",
         };
+        let rope = if self.style.is_some() { "+rope" } else { "" };
         format!(
-            "attention {phase} head_dim={} heads={}/{} ctx={}",
+            "attention {phase}{rope} head_dim={} heads={}/{} ctx={}",
             self.head_dim, self.n_head, self.n_kv_head, self.n_ctx
         )
     }
@@ -266,6 +287,11 @@ impl OpContext for AttentionContext {
             self.phase == AttentionPhase::Decode || self.kv_splits == 1,
             self,
             || "prefill attention has no split scratch: kv_splits must be 1".to_string(),
+        )?;
+        require(
+            self.phase == AttentionPhase::Decode || self.style.is_none(),
+            self,
+            || "only decode attention rotates q and k itself".to_string(),
         )?;
         if self.tiled() {
             self.validate_tiles()?;
