@@ -24,6 +24,9 @@
 //! rope_store  (const float* q, const float* k, const float* v, float* q_out, __half* k_cache,
 //!              __half* v_cache, const int* pos0, int n_tokens)
 //! attention   (const float* q, const __half* k_cache, const __half* v_cache, float* out, const int* pos0, int n_tokens)
+//!             with `fused_rope` (decode; kind RopeAttention), q, k, v unrotated and the new rows stored:
+//!             (const float* q, const float* k, const float* v, __half* k_cache, __half* v_cache,
+//!              float* out, const int* pos0, int n_tokens)
 //! add         (const float* a, const float* b, float* out, int n)          // n = n_tokens * width
 //! silu_mul    (const float* g, const float* u, float* out, int n)          // n = n_tokens * width
 //! argmax      (const float* x, int* out, int n)                            // one row
@@ -35,9 +38,8 @@
 //! its first step and empty lists for the others, in the phases the fusion applies to: decode
 //! GEMVs absorb the RMSNorm before them, the matmuls sharing their input, a split and a residual
 //! add or silu_mul after them; `rope_store` + attention replace rope, rope, kv_store + attention
-//! in prefill, and in decode one attention kernel that rotates and stores itself:
-//! `attention (const float* q, const float* k, const float* v, __half* k_cache, __half* v_cache,
-//! float* out, const int* pos0, int n_tokens)` with q, k, v unrotated.
+//! in prefill, and in decode too unless the tuned decode attention rotates and stores itself
+//! (`fused_rope`, the default): then that one kernel replaces all four.
 //!
 //! Launch: `block` and `shared_bytes` (static; no dynamic shared memory) are fixed per kernel,
 //! `grid(n_tokens)` gives the grid (a `stage_f16` of weight rows sets its own grid from the rows
@@ -124,6 +126,8 @@ pub enum KernelKind {
     KvStore,
     RopeStore,
     Attention,
+    /// Decode attention rotating q and k and storing k and v itself.
+    RopeAttention,
     Add,
     SiluMul,
     Argmax,
@@ -415,9 +419,11 @@ impl Builder<'_> {
                         KernelKind::RopeStore,
                         RopeStoreContext::new(self.target, &rope, kv_width, self.n_ctx),
                     )?;
-                    // Decode rotates and stores inside the attention kernel: one launch.
                     let (decode, prefill) = self.attention(Some((rope.style, rope.base)))?;
-                    out[fusion.first].decode = vec![decode];
+                    out[fusion.first].decode = match self.kernels[decode].kind {
+                        KernelKind::RopeAttention => vec![decode],
+                        _ => vec![store, decode],
+                    };
                     out[fusion.first].prefill = vec![store, prefill];
                 }
             }
@@ -468,8 +474,8 @@ impl Builder<'_> {
         ))
     }
 
-    /// The decode and prefill attention kernels.
-    /// The decode and prefill attention kernels; with `rope`, decode rotates q and k itself.
+    /// The decode and prefill attention kernels; with `rope` (pairs, base), decode may rotate q
+    /// and k itself, as its tuned knobs say (`KernelKind::RopeAttention`).
     fn attention(
         &mut self,
         rope: Option<(RotaryPairs, f32)>,
@@ -486,7 +492,12 @@ impl Builder<'_> {
         if let Some((style, base)) = rope {
             decode_ctx = decode_ctx.with_rope(style, base);
         }
-        let decode = self.add(KernelKind::Attention, decode_ctx)?;
+        let decode_ctx = self.tuning.apply(decode_ctx)?;
+        let kind = match decode_ctx.fused_rope {
+            true => KernelKind::RopeAttention,
+            false => KernelKind::Attention,
+        };
+        let decode = self.add(kind, decode_ctx)?;
         let prefill = self.add(
             KernelKind::Attention,
             AttentionContext::new(t, AttentionPhase::Prefill, shape, max),

@@ -229,6 +229,7 @@ phase3)
         ROCMFORGE_CACHE_DIR=$W/kcache-cold timeout 120 $RF bench --gguf "$M/qwen05-Q4_0.gguf" --device cuda -p 16 -n 4 -r 1 2>&1 \
             | grep 'time to first token' | sed "s/^/$run: /" >> "$S"
     done
+    tune smollm2 40 --only matmul_gemv
     log "phase3 done"
     ;;
 *) echo "usage: $0 all|tune|check|phase1|phase2|phase3"; exit 2 ;;

@@ -344,9 +344,10 @@ impl Scheduler<'_> {
             } => {
                 let (rq, rk, att) = (&steps[*rope_q], &steps[*rope_k], &steps[*attention]);
                 let (k_cache, v_cache) = self.kv_cache(site, att)?;
-                if Phase::of(n as u32) == Phase::Decode {
-                    // One kernel rotates q and k, stores k and v and attends.
-                    let kernel = self.kernels.kernel(site, KernelRole::Main, n)?;
+                // Decode may rotate q and k, store k and v and attend in one kernel, as tuned.
+                let role = KernelRole::RopeAttention;
+                if Phase::of(n as u32) == Phase::Decode && self.kernels.has(site, role, n) {
+                    let kernel = self.kernels.kernel(site, role, n)?;
                     out.push(Launch::Kernel {
                         label: format!("{} (fused rope)", att.name),
                         function: kernel.function,
