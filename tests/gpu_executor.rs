@@ -149,6 +149,55 @@ fn decode_schedule_follows_the_kernel_abi() {
         .any(|l| kernel_args(l).1.first() == Some(&q1)));
 }
 
+/// Where the decode attention does not rotate itself (tuned so), each layer's rope + attention is
+/// two launches as in prefill: rope_store (q, k, v, q_out, k_cache, v_cache, pos0, n) writing
+/// the rotated q in place, then attention (q, k_cache, v_cache, out, pos0, n) reading it.
+#[test]
+fn unfused_decode_runs_rope_store_then_attention() {
+    let model = tiny_llama();
+    let table = MissingKernels(KernelRole::RopeAttention);
+    let (_, gpu) = backend_with(&model, Box::new(table), ExecutorConfig::new(64));
+    let launches = gpu
+        .schedule(ScheduleRequest {
+            n_tokens: 1,
+            logits: Logits::LastRow,
+            argmax: true,
+        })
+        .unwrap();
+    assert_eq!(launches.len(), 1 + 6 * model.hparams.n_layer + 1 + 1);
+    let addr = gpu.addresses();
+    let arena = gpu.arena_layout();
+    let value = |name: &str| addr.arena + arena.offsets[value_id(&model, name)] as u64;
+    let side = addr.kv_side_bytes as u64;
+    let labels: Vec<&str> = launches.iter().map(|l| kernel_args(l).0).collect();
+    assert!(
+        !labels.iter().any(|l| l.ends_with("(fused rope)")),
+        "{labels:?}"
+    );
+    let store = labels
+        .iter()
+        .position(|l| l.ends_with("rope_store"))
+        .unwrap();
+    let (_, rope_store) = kernel_args(&launches[store]);
+    let (_, attention) = kernel_args(&launches[store + 1]);
+    let (q, k, v) = (value("q"), value("k"), value("v"));
+    assert_eq!(
+        rope_store,
+        [q, k, v, q, addr.kv_cache, addr.kv_cache + side, addr.io, 1]
+    );
+    assert_eq!(
+        attention,
+        [
+            q,
+            addr.kv_cache,
+            addr.kv_cache + side,
+            value("a"),
+            addr.io,
+            1
+        ]
+    );
+}
+
 #[test]
 fn prefill_epilogue_reads_only_the_last_row() {
     let model = tiny_llama();
@@ -444,12 +493,13 @@ fn kernel_params(source: &str, entry: &str) -> Vec<bool> {
 /// Compile the kernels of a small model for `target` (skipped when that compiler is absent),
 /// load them into a fake device of that architecture, and check that every launch of decode
 /// and prefill schedules finds its kernel and passes arguments matching the kernel's
-/// parameters in number and kind (pointer or integer).
+/// parameters in number and kind (pointer or integer): with the default knobs (decode rope +
+/// attention in one kernel) and with the decode attention tuned not to rotate itself.
 fn compiled_kernels_match_the_schedules(target: &str, warp_size: u32) {
-    use rocmforge::backend::gpu::compiled::compile_kernels;
+    use rocmforge::backend::gpu::compiled::compile_set;
     use rocmforge::backend::gpu::LoadedKernelTable;
     use rocmforge::codegen::compiler::{compiler_for, Target};
-    use rocmforge::codegen::{kernels_for_model, Renderer, TuningChoice};
+    use rocmforge::codegen::{kernels_for_model, KernelKind, Renderer, TuningChoice};
 
     let target = Target::parse(target).unwrap();
     if let Err(e) = compiler_for(&target) {
@@ -458,30 +508,54 @@ fn compiled_kernels_match_the_schedules(target: &str, warp_size: u32) {
     }
     let model = tiny_qwen();
     let n_ctx = 64;
-    let set = kernels_for_model(
-        &model,
-        &target,
-        &TuningChoice::defaults(),
-        n_ctx,
-        &Renderer::from_env().unwrap(),
-    )
-    .unwrap();
-    let params: std::collections::HashMap<String, Vec<bool>> = set
+    let renderer = Renderer::from_env().unwrap();
+    let set_for = |choice: &TuningChoice| {
+        kernels_for_model(&model, &target, choice, n_ctx, &renderer).unwrap()
+    };
+    let defaults = set_for(&TuningChoice::defaults());
+    let fused = defaults
         .kernels
         .iter()
-        .map(|k| (k.name.clone(), kernel_params(&k.source, &k.name)))
-        .collect();
-    // Prefill on the tile kernels, then on the vendor GEMM with its staging kernels.
-    for vendor_gemm in [false, true] {
-        let compiled = compile_kernels(&target, &model, n_ctx).unwrap();
-        let fake = Arc::new(FakeRuntime::with_arch(1 << 34, &target.full, warp_size));
-        let runtime: Arc<dyn GpuRuntime> = fake.clone();
-        let table =
-            LoadedKernelTable::load(&runtime, &compiled.binaries, compiled.selector).unwrap();
-        let mut config = ExecutorConfig::new(n_ctx);
-        config.vendor_gemm = vendor_gemm;
-        let gpu = GpuBackend::new(runtime, model.clone(), Box::new(table), config).unwrap();
-        check_launch_abi(&gpu, &fake, &params);
+        .find(|k| k.kind == KernelKind::RopeAttention)
+        .expect("decode rotates in the attention kernel by default");
+    let mut unfused = TuningChoice::defaults();
+    let index = fused
+        .candidate_knobs
+        .iter()
+        .position(|k| !k.contains("fused_rope"))
+        .unwrap();
+    unfused.pick(fused.problem.clone(), index);
+    for (set, fused) in [(defaults.clone(), true), (set_for(&unfused), false)] {
+        let params: std::collections::HashMap<String, Vec<bool>> = set
+            .kernels
+            .iter()
+            .map(|k| (k.name.clone(), kernel_params(&k.source, &k.name)))
+            .collect();
+        // Prefill on the tile kernels, then on the vendor GEMM with its staging kernels.
+        for vendor_gemm in [false, true] {
+            let compiled = compile_set(&target, set.clone()).unwrap();
+            let fake = Arc::new(FakeRuntime::with_arch(1 << 34, &target.full, warp_size));
+            let runtime: Arc<dyn GpuRuntime> = fake.clone();
+            let table =
+                LoadedKernelTable::load(&runtime, &compiled.binaries, compiled.selector).unwrap();
+            let mut config = ExecutorConfig::new(n_ctx);
+            config.vendor_gemm = vendor_gemm;
+            let gpu = GpuBackend::new(runtime, model.clone(), Box::new(table), config).unwrap();
+            check_launch_abi(&gpu, &fake, &params);
+            let decode = gpu
+                .schedule(ScheduleRequest {
+                    n_tokens: 1,
+                    logits: Logits::LastRow,
+                    argmax: true,
+                })
+                .unwrap();
+            let one_launch = decode
+                .iter()
+                .filter(|l| kernel_args(l).0.ends_with("(fused rope)"))
+                .count();
+            let layers = model.hparams.n_layer;
+            assert_eq!(one_launch, if fused { layers } else { 0 });
+        }
     }
 }
 

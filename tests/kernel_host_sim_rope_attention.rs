@@ -20,10 +20,10 @@ use host_sim::{bytes_f32, f32_bytes, host_templates, i32_bytes, max_rel_err, Lau
 use rocmforge::backend::cpu::ops::{self, AttnShape};
 use rocmforge::codegen::compiler::Target;
 use rocmforge::codegen::context::Tunable;
+use rocmforge::codegen::kernel_set::DECODE_MAX_TOKENS;
 use rocmforge::codegen::ops::attention::{AttentionKnobs, AttentionPhase, AttentionShape};
 use rocmforge::codegen::ops::rope::RotaryPairs;
 use rocmforge::codegen::ops::{AttentionContext, RopeContext, RopeStoreContext};
-use rocmforge::codegen::kernel_set::DECODE_MAX_TOKENS;
 use rocmforge::codegen::{KernelKind, KernelSpec, Renderer};
 use rocmforge::plan::RopeStyle;
 use rocmforge::util::rng::Rng;
@@ -320,7 +320,15 @@ fn decode_attention_with_fused_rope_matches_rope_store_then_attention() {
             c.attention(true, &renderer),
             c.n_tokens,
             FUSED_ARGS,
-            vec![q.clone(), k.clone(), v.clone(), kc.clone(), vc.clone(), out.clone(), pos0(c)],
+            vec![
+                q.clone(),
+                k.clone(),
+                v.clone(),
+                kc.clone(),
+                vc.clone(),
+                out.clone(),
+                pos0(c),
+            ],
         ));
         first.push(launch(
             c.rope_store(&renderer),
@@ -345,7 +353,12 @@ fn decode_attention_with_fused_rope_matches_rope_store_then_attention() {
                 out,
                 pos0(c),
             ];
-            launch(c.attention(false, &renderer), c.n_tokens, ATTENTION_ARGS, buffers)
+            launch(
+                c.attention(false, &renderer),
+                c.n_tokens,
+                ATTENTION_ARGS,
+                buffers,
+            )
         })
         .collect();
     host_sim::run("rope_store_attention", &mut second).unwrap();
@@ -364,7 +377,10 @@ fn decode_attention_with_fused_rope_matches_rope_store_then_attention() {
         let (k_cache, v_cache, want) = x.expected(c);
         let k_err = cache_error(c, &fused[3], &k_cache);
         let v_err = cache_error(c, &fused[4], &v_cache);
-        assert!(k_err < CACHE_TOL && v_err == 0.0, "{c:?}: cache {k_err} {v_err}");
+        assert!(
+            k_err < CACHE_TOL && v_err == 0.0,
+            "{c:?}: cache {k_err} {v_err}"
+        );
         let err = max_rel_err(&bytes_f32(&fused[5]), &want);
         assert!(err < OUT_TOL, "{c:?}: output error {err}");
     }

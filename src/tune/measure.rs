@@ -272,9 +272,7 @@ pub fn time_kernel(
     max_repeats: usize,
     cutoff_us: Option<f64>,
 ) -> Result<Option<Timing>, GpuError> {
-    let launched = |l: &Launch, among: &[FunctionHandle]| {
-        matches!(l, Launch::Kernel { function, .. } if among.contains(function))
-    };
+    let launched = |l: &Launch, among: &[FunctionHandle]| matches!(l, Launch::Kernel { function, .. } if among.contains(function));
     let mut launches = Vec::new();
     for &site in &w.pass {
         let step = backend.step_launches(site, w.n_tokens)?;
