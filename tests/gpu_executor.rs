@@ -79,10 +79,10 @@ fn decode_schedule_follows_the_kernel_abi() {
             argmax: true,
         })
         .unwrap();
-    // Decode runs a llama layer in 6 launches: norm+q+k+v, rope_store, attention,
-    // output+residual, norm+gate+up+silu_mul, down+residual (graph::fuse); the epilogue's norm
-    // and LM head are one GEMV; then the argmax.
-    assert_eq!(launches.len(), 1 + 6 * model.hparams.n_layer + 1 + 1);
+    // Decode runs a llama layer in 5 launches: norm+q+k+v, attention (rotating q and k and
+    // storing k and v itself), output+residual, norm+gate+up+silu_mul, down+residual
+    // (graph::fuse); the epilogue's norm and LM head are one GEMV; then the argmax.
+    assert_eq!(launches.len(), 1 + 5 * model.hparams.n_layer + 1 + 1);
 
     let addr = gpu.addresses();
     let arena = gpu.arena_layout();
@@ -100,19 +100,20 @@ fn decode_schedule_follows_the_kernel_abi() {
             1
         ]
     );
-    // rope_store of layer 1 (q, k, v, q_out, k_cache, v_cache, pos0, n) uses that layer's cache.
-    let stores: Vec<Vec<u64>> = launches
+    // Attention of layer 1 (q, k, v, k_cache, v_cache, out, pos0, n): the unrotated q, k, v
+    // and that layer's cache.
+    let attention: Vec<Vec<u64>> = launches
         .iter()
         .map(kernel_args)
-        .filter(|(label, _)| label.ends_with("rope_store"))
+        .filter(|(label, _)| label.ends_with("(fused rope)"))
         .map(|(_, a)| a)
         .collect();
-    assert_eq!(stores.len(), model.hparams.n_layer);
+    assert_eq!(attention.len(), model.hparams.n_layer);
     let side = addr.kv_side_bytes as u64;
-    assert_eq!(stores[1][4], addr.kv_cache + 2 * side);
-    assert_eq!(stores[1][5], addr.kv_cache + 3 * side);
-    assert_eq!(stores[1][6], addr.io);
-    assert_eq!(stores[1][7], 1);
+    assert_eq!(attention[1][..3], [value("q"), value("k"), value("v")]);
+    assert_eq!(attention[1][3], addr.kv_cache + 2 * side);
+    assert_eq!(attention[1][4], addr.kv_cache + 3 * side);
+    assert_eq!(attention[1][6..], [addr.io, 1]);
     // The first GEMV (W0, W1, W2, b0, b1, b2, x, norm_w, residual, out0, out1, out2, n): q, k
     // and v of layer 0 from x normalized by attn_norm.
     let (_, qkv) = kernel_args(&launches[1]);
@@ -127,7 +128,7 @@ fn decode_schedule_follows_the_kernel_abi() {
     assert_eq!(qkv[6..9], [value("x"), weight("blk.0.attn_norm.weight"), 0]);
     assert_eq!(qkv[9..], [value("q"), value("k"), value("v"), 1]);
     // The down projection adds the residual x in place.
-    let (_, down) = kernel_args(&launches[6]);
+    let (_, down) = kernel_args(&launches[5]);
     assert_eq!(down[0], weight("blk.0.ffn_down.weight"));
     assert_eq!((down[8], down[9]), (value("x"), value("x")));
     // argmax (x, out, n, next_token, pos0, ring, ring_len, advance) over the logits row 0 into
@@ -153,6 +154,55 @@ fn decode_schedule_follows_the_kernel_abi() {
     assert!(launches
         .iter()
         .any(|l| kernel_args(l).1.first() == Some(&q1)));
+}
+
+/// Where the decode attention does not rotate itself (tuned so), each layer's rope + attention is
+/// two launches as in prefill: rope_store (q, k, v, q_out, k_cache, v_cache, pos0, n) writing
+/// the rotated q in place, then attention (q, k_cache, v_cache, out, pos0, n) reading it.
+#[test]
+fn unfused_decode_runs_rope_store_then_attention() {
+    let model = tiny_llama();
+    let table = MissingKernels(KernelRole::RopeAttention);
+    let (_, gpu) = backend_with(&model, Box::new(table), ExecutorConfig::new(64));
+    let launches = gpu
+        .schedule(ScheduleRequest {
+            n_tokens: 1,
+            logits: Logits::LastRow,
+            argmax: true,
+        })
+        .unwrap();
+    assert_eq!(launches.len(), 1 + 6 * model.hparams.n_layer + 1 + 1);
+    let addr = gpu.addresses();
+    let arena = gpu.arena_layout();
+    let value = |name: &str| addr.arena + arena.offsets[value_id(&model, name)] as u64;
+    let side = addr.kv_side_bytes as u64;
+    let labels: Vec<&str> = launches.iter().map(|l| kernel_args(l).0).collect();
+    assert!(
+        !labels.iter().any(|l| l.ends_with("(fused rope)")),
+        "{labels:?}"
+    );
+    let store = labels
+        .iter()
+        .position(|l| l.ends_with("rope_store"))
+        .unwrap();
+    let (_, rope_store) = kernel_args(&launches[store]);
+    let (_, attention) = kernel_args(&launches[store + 1]);
+    let (q, k, v) = (value("q"), value("k"), value("v"));
+    assert_eq!(
+        rope_store,
+        [q, k, v, q, addr.kv_cache, addr.kv_cache + side, addr.io, 1]
+    );
+    assert_eq!(
+        attention,
+        [
+            q,
+            addr.kv_cache,
+            addr.kv_cache + side,
+            value("a"),
+            addr.io,
+            1
+        ]
+    );
 }
 
 #[test]
@@ -469,7 +519,11 @@ fn missing_kernels_and_bad_inputs_are_errors() {
         Box::new(MissingKernels(KernelRole::RopeStore)),
         ExecutorConfig::new(8),
     );
-    let err = gpu.forward(&[1, 2], 0, false).unwrap_err().to_string();
+    // Prefill (5 tokens) runs rope_store before attention; decode has none to miss.
+    let err = gpu
+        .forward(&[1, 2, 3, 4, 5], 0, false)
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("rope_store"), "{err}");
     assert!(matches!(
         gpu.forward(&[1], 8, false),
@@ -514,12 +568,13 @@ fn kernel_params(source: &str, entry: &str) -> Vec<bool> {
 /// Compile the kernels of a small model for `target` (skipped when that compiler is absent),
 /// load them into a fake device of that architecture, and check that every launch of decode
 /// and prefill schedules finds its kernel and passes arguments matching the kernel's
-/// parameters in number and kind (pointer or integer).
+/// parameters in number and kind (pointer or integer): with the default knobs (decode rope +
+/// attention in one kernel) and with the decode attention tuned not to rotate itself.
 fn compiled_kernels_match_the_schedules(target: &str, warp_size: u32) {
-    use rocmforge::backend::gpu::compiled::compile_kernels;
+    use rocmforge::backend::gpu::compiled::compile_set;
     use rocmforge::backend::gpu::LoadedKernelTable;
     use rocmforge::codegen::compiler::{compiler_for, Target};
-    use rocmforge::codegen::{kernels_for_model, Renderer, TuningChoice};
+    use rocmforge::codegen::{kernels_for_model, KernelKind, Renderer, TuningChoice};
 
     let target = Target::parse(target).unwrap();
     if let Err(e) = compiler_for(&target) {
@@ -528,30 +583,54 @@ fn compiled_kernels_match_the_schedules(target: &str, warp_size: u32) {
     }
     let model = tiny_qwen();
     let n_ctx = 64;
-    let set = kernels_for_model(
-        &model,
-        &target,
-        &TuningChoice::defaults(),
-        n_ctx,
-        &Renderer::from_env().unwrap(),
-    )
-    .unwrap();
-    let params: std::collections::HashMap<String, Vec<bool>> = set
+    let renderer = Renderer::from_env().unwrap();
+    let set_for = |choice: &TuningChoice| {
+        kernels_for_model(&model, &target, choice, n_ctx, &renderer).unwrap()
+    };
+    let defaults = set_for(&TuningChoice::defaults());
+    let fused = defaults
         .kernels
         .iter()
-        .map(|k| (k.name.clone(), kernel_params(&k.source, &k.name)))
-        .collect();
-    // Prefill on the tile kernels, then on the vendor GEMM with its staging kernels.
-    for vendor_gemm in [false, true] {
-        let compiled = compile_kernels(&target, &model, n_ctx).unwrap();
-        let fake = Arc::new(FakeRuntime::with_arch(1 << 34, &target.full, warp_size));
-        let runtime: Arc<dyn GpuRuntime> = fake.clone();
-        let table =
-            LoadedKernelTable::load(&runtime, &compiled.binaries, compiled.selector).unwrap();
-        let mut config = ExecutorConfig::new(n_ctx);
-        config.vendor_gemm = vendor_gemm;
-        let gpu = GpuBackend::new(runtime, model.clone(), Box::new(table), config).unwrap();
-        check_launch_abi(&gpu, &fake, &params);
+        .find(|k| k.kind == KernelKind::RopeAttention)
+        .expect("decode rotates in the attention kernel by default");
+    let mut unfused = TuningChoice::defaults();
+    let index = fused
+        .candidate_knobs
+        .iter()
+        .position(|k| !k.contains("fused_rope"))
+        .unwrap();
+    unfused.pick(fused.problem.clone(), index);
+    for (set, fused) in [(defaults.clone(), true), (set_for(&unfused), false)] {
+        let params: std::collections::HashMap<String, Vec<bool>> = set
+            .kernels
+            .iter()
+            .map(|k| (k.name.clone(), kernel_params(&k.source, &k.name)))
+            .collect();
+        // Prefill on the tile kernels, then on the vendor GEMM with its staging kernels.
+        for vendor_gemm in [false, true] {
+            let compiled = compile_set(&target, set.clone()).unwrap();
+            let fake = Arc::new(FakeRuntime::with_arch(1 << 34, &target.full, warp_size));
+            let runtime: Arc<dyn GpuRuntime> = fake.clone();
+            let table =
+                LoadedKernelTable::load(&runtime, &compiled.binaries, compiled.selector).unwrap();
+            let mut config = ExecutorConfig::new(n_ctx);
+            config.vendor_gemm = vendor_gemm;
+            let gpu = GpuBackend::new(runtime, model.clone(), Box::new(table), config).unwrap();
+            check_launch_abi(&gpu, &fake, &params);
+            let decode = gpu
+                .schedule(ScheduleRequest {
+                    n_tokens: 1,
+                    logits: Logits::LastRow,
+                    argmax: true,
+                })
+                .unwrap();
+            let one_launch = decode
+                .iter()
+                .filter(|l| kernel_args(l).0.ends_with("(fused rope)"))
+                .count();
+            let layers = model.hparams.n_layer;
+            assert_eq!(one_launch, if fused { layers } else { 0 });
+        }
     }
 }
 

@@ -30,9 +30,10 @@ use rocmforge::backend::cpu::ops::{self, AttnShape};
 use rocmforge::backend::gpu::compiled::target_of;
 use rocmforge::backend::gpu::{ExecutorConfig, GpuBackend, GpuRuntime, Section, StepSite};
 use rocmforge::codegen::context::{OpContext, Tunable};
+use rocmforge::codegen::kernel_set::DECODE_MAX_TOKENS;
 use rocmforge::codegen::ops::attention::{AttentionPhase, AttentionShape};
 use rocmforge::codegen::ops::AttentionContext;
-use rocmforge::codegen::TuningChoice;
+use rocmforge::codegen::{ModelShape, Phase, TuningChoice};
 use std::collections::HashMap;
 
 use rocmforge::graph::{Fusion, FusionKind, GemvEpilogue, Op, Step, ValueId};
@@ -202,7 +203,7 @@ impl Harness<'_> {
             }
         }
         let step = &group[len - 1];
-        let written = written_values(fusion, group);
+        let written = written_values(fusion, group, Phase::of(n as u32) == Phase::Decode);
         for id in written {
             let got = self.gpu.value_rows(id, n).unwrap();
             let err = nmse(&got, &values[&id]);
@@ -263,8 +264,9 @@ impl Harness<'_> {
 }
 
 /// The values a launch of the group writes: a single step's outputs; a fused GEMV's segment
-/// outputs or its epilogue's output; the rotated q and the attention output of rope+attention.
-fn written_values(fusion: Option<&Fusion>, group: &[Step]) -> Vec<ValueId> {
+/// outputs or its epilogue's output; the attention output of rope+attention, and in prefill the
+/// rotated q (decode keeps it in registers).
+fn written_values(fusion: Option<&Fusion>, group: &[Step], decode: bool) -> Vec<ValueId> {
     match fusion.map(|f| &f.kind) {
         None => group[0].outputs.clone(),
         Some(FusionKind::Gemv(g)) => match g.epilogue {
@@ -277,10 +279,12 @@ fn written_values(fusion: Option<&Fusion>, group: &[Step]) -> Vec<ValueId> {
             rope_q, attention, ..
         }) => {
             let first = fusion.map_or(0, |f| f.first);
-            vec![
-                group[rope_q - first].outputs[0],
-                group[attention - first].outputs[0],
-            ]
+            let out = group[attention - first].outputs[0];
+            if decode {
+                vec![out]
+            } else {
+                vec![group[rope_q - first].outputs[0], out]
+            }
         }
     }
 }
@@ -321,10 +325,16 @@ fn check_model(runtime: &Arc<dyn GpuRuntime>, spec: SynthModel) -> Vec<String> {
     h.failures
 }
 
-/// Every prefill attention candidate (the tiled kernel's tile sizes, key chunks and warps, and
-/// the per-token kernel), picked through the tuning choice as `rocmforge tune` applies it, on
-/// one layer's attention units: 9 tokens (one partial tile) and 40 (several tiles and chunks).
-fn check_attention_candidates(runtime: &Arc<dyn GpuRuntime>, spec: SynthModel) -> Vec<String> {
+/// Every attention candidate of `phase`, picked through the tuning choice as `rocmforge tune`
+/// applies it, on one layer's rope + attention units. Prefill: the tiled kernel's tile sizes,
+/// key chunks and warps, and the per-token kernel, over 9 tokens (one partial tile) and 40
+/// (several tiles and chunks). Decode: splits and warps, each rotating q and k and storing k
+/// and v itself or after rope_store, over 1 and 3 tokens.
+fn check_attention_candidates(
+    runtime: &Arc<dyn GpuRuntime>,
+    spec: SynthModel,
+    phase: AttentionPhase,
+) -> Vec<String> {
     let model = spec.build();
     let hp = &model.hparams;
     let target = match target_of(runtime.info()) {
@@ -337,7 +347,19 @@ fn check_attention_candidates(runtime: &Arc<dyn GpuRuntime>, spec: SynthModel) -
         n_kv_head: hp.n_kv_head,
         n_ctx: N_CTX,
     };
-    let ctx = AttentionContext::new(&target, AttentionPhase::Prefill, shape, 1);
+    let (ctx, token_counts) = match phase {
+        AttentionPhase::Prefill => (
+            AttentionContext::new(&target, AttentionPhase::Prefill, shape, 1),
+            [9, 40],
+        ),
+        AttentionPhase::Decode => {
+            let rope = ModelShape::from_model(&model).unwrap().hparams;
+            let max = DECODE_MAX_TOKENS as usize;
+            let ctx = AttentionContext::new(&target, AttentionPhase::Decode, shape, max)
+                .with_rope(rope.rope_style, rope.rope_base);
+            (ctx, [1, 3])
+        }
+    };
     let mut failures = Vec::new();
     for (i, knobs) in ctx.candidates().iter().enumerate() {
         let mut tuning = TuningChoice::defaults();
@@ -357,7 +379,7 @@ fn check_attention_candidates(runtime: &Arc<dyn GpuRuntime>, spec: SynthModel) -
             label: format!("{} attention #{i} {knobs:?}", spec.label()),
         };
         let steps = &model.program.block;
-        for n in [9usize, 40] {
+        for n in token_counts {
             let mut index = 0;
             while index < steps.len() {
                 let site = StepSite {
@@ -388,7 +410,18 @@ fn prefill_attention_every_candidate() {
             SynthModel::new("qwen2.5-0.5b", 1, "Q8_0"),
             SynthModel::new("llama3-8b", 1, "Q4_K_M"),
         ],
-        check_attention_candidates,
+        |runtime, spec| check_attention_candidates(runtime, spec, AttentionPhase::Prefill),
+    );
+}
+
+#[test]
+fn decode_attention_every_candidate() {
+    check_models(
+        vec![
+            SynthModel::new("qwen2.5-0.5b", 1, "Q8_0"),
+            SynthModel::new("llama3-8b", 1, "Q4_K_M"),
+        ],
+        |runtime, spec| check_attention_candidates(runtime, spec, AttentionPhase::Decode),
     );
 }
 

@@ -15,7 +15,7 @@ use std::collections::BTreeMap;
 use rocmforge::codegen::cache::{compile_all, KernelCache};
 use rocmforge::codegen::compiler::{compiler_for, Platform, Target};
 use rocmforge::codegen::context::Tunable;
-use rocmforge::codegen::ops::attention::{AttentionPhase, AttentionShape};
+use rocmforge::codegen::ops::attention::{AttentionKnobs, AttentionPhase, AttentionShape};
 use rocmforge::codegen::ops::rope::RotaryPairs;
 use rocmforge::codegen::ops::{
     AttentionContext, EmbedContext, GemmContext, GemmTilesContext, GemvContext,
@@ -77,8 +77,8 @@ const SHAPES: &[Shape] = &[
     ),
 ];
 const TARGETS: &[&str] = &["gfx90a", "gfx1030", "sm_90"];
-/// Attention head shapes (head_dim, n_head, n_kv_head) whose prefill candidates all compile:
-/// the shapes above and Phi-3's head size 96.
+/// Attention head shapes (head_dim, n_head, n_kv_head) whose prefill candidates and decode
+/// variants after a rope all compile: the shapes above and Phi-3's head size 96.
 const ATTENTION_HEADS: &[(usize, usize, usize)] =
     &[(64, 9, 3), (64, 14, 2), (128, 32, 8), (96, 32, 32)];
 const N_CTX: usize = 4096;
@@ -176,6 +176,24 @@ fn kernels(target: &Target, renderer: &Renderer) -> BTreeMap<String, KernelSpec>
             let attn = AttentionContext::new(target, AttentionPhase::Prefill, shape, 4);
             for knobs in attn.candidates() {
                 let k = spec(KernelKind::Attention, attn.with_knobs(&knobs), renderer);
+                out.insert(k.name.clone(), k);
+            }
+            // Decode attention after a rope: rotating itself in both pairings, with splits and
+            // without (the merge path), and not rotating (the kernel rope_store runs before).
+            let decode = AttentionContext::new(target, AttentionPhase::Decode, shape, 4);
+            let variants = [
+                (RotaryPairs::Normal, AttentionKnobs::fused_rope(8, 16)),
+                (RotaryPairs::Neox, AttentionKnobs::fused_rope(8, 16)),
+                (RotaryPairs::Neox, AttentionKnobs::fused_rope(4, 1)),
+                (RotaryPairs::Normal, AttentionKnobs::per_token(8, 16)),
+            ];
+            for (style, knobs) in variants {
+                let kind = match knobs.fused_rope {
+                    true => KernelKind::RopeAttention,
+                    false => KernelKind::Attention,
+                };
+                let ctx = decode.clone().with_rope(style, 10000.0).with_knobs(&knobs);
+                let k = spec(kind, ctx, renderer);
                 out.insert(k.name.clone(), k);
             }
         }

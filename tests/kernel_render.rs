@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 use rocmforge::codegen::compiler::Target;
 use rocmforge::codegen::context::{OpContext, Tunable};
 use rocmforge::codegen::kernel_set::{KernelKind, StepAt, DECODE_MAX_TOKENS};
-use rocmforge::codegen::ops::attention::{AttentionPhase, AttentionShape};
+use rocmforge::codegen::ops::attention::{AttentionKnobs, AttentionPhase, AttentionShape};
 use rocmforge::codegen::ops::rope::RotaryPairs;
 use rocmforge::codegen::ops::{
     AttentionContext, EmbedContext, GemmContext, GemvContext, RmsNormContext,
@@ -152,11 +152,9 @@ fn kernel_set_has_one_kernel_per_distinct_matmul_problem() {
             "{}",
             shape_name
         );
-        assert_eq!(
-            count(KernelKind::Attention),
-            2,
-            "decode and prefill variants"
-        );
+        // Prefill attention, and decode attention rotating and storing itself.
+        assert_eq!(count(KernelKind::Attention), 1);
+        assert_eq!(count(KernelKind::RopeAttention), 1);
         assert_eq!(count(KernelKind::Embed), 1);
         assert_eq!(count(KernelKind::Argmax), 1);
         assert_eq!(set.layers.len(), 3);
@@ -217,15 +215,42 @@ fn steps_launch_gemv_for_decode_and_gemm_for_prefill() {
         .map(|k| (k.kind, k.grid(n).2))
         .collect::<Vec<_>>()
     };
-    // Decode attention splits the keys over 16 blocks (the default); prefill does not.
-    assert_eq!(
-        kinds(1),
-        [(KernelKind::RopeStore, 1), (KernelKind::Attention, 16)]
-    );
+    // Decode attention rotates and stores itself and splits the keys over 16 blocks (the
+    // default); prefill runs rope_store first and does not split.
+    assert_eq!(kinds(1), [(KernelKind::RopeAttention, 16)]);
     assert_eq!(
         kinds(64),
         [(KernelKind::RopeStore, 1), (KernelKind::Attention, 1)]
     );
+    // Tuned to its unfused candidate, decode runs rope_store before it, as prefill does.
+    let decode = set
+        .for_step(
+            StepAt::Block {
+                layer: 0,
+                step: attn,
+            },
+            1,
+        )
+        .unwrap()[0];
+    let unfused = decode
+        .candidate_knobs
+        .iter()
+        .position(|k| !k.contains("fused_rope"))
+        .unwrap();
+    let mut tuning = TuningChoice::defaults();
+    tuning.pick(decode.problem.clone(), unfused);
+    let set = kernels_for_shape(&shape, &target("gfx90a"), &tuning, N_CTX, &renderer).unwrap();
+    let at = StepAt::Block {
+        layer: 0,
+        step: attn,
+    };
+    let kinds: Vec<_> = set
+        .for_step(at, 1)
+        .unwrap()
+        .iter()
+        .map(|k| k.kind)
+        .collect();
+    assert_eq!(kinds, [KernelKind::RopeStore, KernelKind::Attention]);
     assert!(set
         .for_step(StepAt::Block { layer: 1, step: 0 }, 1)
         .is_none());
@@ -352,6 +377,37 @@ fn candidate_zero_is_the_default_and_every_candidate_validates() {
     for c in attn.candidates() {
         attn.with_knobs(&c).validate().unwrap();
     }
+    // After a rope: fused by default, the same geometry unfused next, and every geometry both
+    // ways; without one, never fused.
+    assert!(attn.candidates().iter().all(|c| !c.fused_rope));
+    let rope = attn.clone().with_rope(RotaryPairs::Normal, 500000.0);
+    let rope_cands = rope.candidates();
+    assert_eq!(rope_cands[0], rope.knobs());
+    assert_eq!(rope_cands[0], AttentionKnobs::fused_rope(8, 16));
+    assert_eq!(rope_cands[1], AttentionKnobs::per_token(8, 16));
+    let fused = rope_cands.iter().filter(|c| c.fused_rope).count();
+    assert_eq!(2 * fused, rope_cands.len(), "{rope_cands:?}");
+    for c in &rope_cands {
+        rope.with_knobs(c).validate().unwrap();
+    }
+    assert!(invalid_reason(attn.with_knobs(&rope_cands[0]).validate()).contains("fused_rope"));
+    // Where 8 warps' scratch and the staged rotations overflow shared memory, the default stays
+    // unfused and fewer warps fuse.
+    let wide = AttentionShape {
+        head_dim: 128,
+        n_head: 40,
+        n_kv_head: 4,
+        n_ctx: 8192,
+    };
+    let wide = AttentionContext::new(&t, AttentionPhase::Decode, wide, 4)
+        .with_rope(RotaryPairs::Neox, 10000.0);
+    assert_eq!(wide.knobs(), AttentionKnobs::per_token(8, 16));
+    assert!(wide
+        .candidates()
+        .contains(&AttentionKnobs::fused_rope(4, 16)));
+    assert!(!wide
+        .candidates()
+        .contains(&AttentionKnobs::fused_rope(8, 16)));
     // Picking another candidate changes the knobs, hence the kernel name; an index past the
     // candidates is an error naming the problem.
     let mut tuning = TuningChoice::defaults();

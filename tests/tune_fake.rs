@@ -1,6 +1,7 @@
 //! The tuning loop on a fake device (kernels compiled for real by NVRTC, launches recorded
 //! instead of run): every candidate's own kernel is what gets timed, over the layers of a pass,
-//! and the results become database entries. Skips when NVRTC is absent. The fake's events all
+//! with the launches it brings (a decode attention after rope_store), and the results become
+//! database entries. Skips when NVRTC is absent. The fake's events all
 //! read 0 ms, so every candidate ties and the default must stay chosen.
 
 mod gpu_support;
@@ -13,7 +14,7 @@ use gpu_support::fake::{FakeRuntime, Recorded};
 use gpu_support::SynthModel;
 use rocmforge::backend::gpu::{ExecutorConfig, GpuBackend, GpuRuntime};
 use rocmforge::codegen::compiler::{compiler_for, Target};
-use rocmforge::codegen::{kernels_for_model, Renderer, TuningChoice};
+use rocmforge::codegen::{kernels_for_model, KernelKind, Renderer, TuningChoice};
 use rocmforge::tune::results::Outcome;
 use rocmforge::tune::tuner::{TuneOptions, Tuner};
 
@@ -129,4 +130,86 @@ fn every_candidate_is_checked_and_timed_with_its_own_kernel() {
             assert!(problems.contains(k.problem.as_str()), "{} timed", k.problem);
         }
     }
+}
+
+/// The decode attention after a rope: each candidate that rotates q and k itself is timed
+/// alone, each that does not with the rope_store launch it needs before it, over every layer,
+/// so that the tuner compares one launch with the two it replaces.
+#[test]
+fn decode_attention_candidates_are_timed_with_the_launches_they_bring() {
+    let target = Target::parse("sm_90").unwrap();
+    if let Err(e) = compiler_for(&target) {
+        eprintln!("skipped: no compiler for {}: {e}", target.full);
+        return;
+    }
+    let mut spec = SynthModel::new("qwen2.5-0.5b", 2, "Q4_0");
+    spec.n_vocab = Some(512);
+    let model = spec.build();
+    let fake = Arc::new(FakeRuntime::with_arch(1 << 34, "sm_90", 32));
+    let runtime: Arc<dyn GpuRuntime> = fake.clone();
+    let mut backend =
+        GpuBackend::load(runtime, model.clone(), ExecutorConfig::new(N_CTX)).expect("backend");
+    let options = TuneOptions {
+        deadline: Instant::now() + Duration::from_secs(3600),
+        only: vec!["attention decode+rope".to_string()],
+        max_repeats: 5,
+    };
+    let captures_before = fake.captures();
+    let report = Tuner::new(&mut backend, model.clone(), N_CTX)
+        .unwrap()
+        .run(&options, &mut |line| eprintln!("{line}"))
+        .unwrap();
+    assert_eq!(report.results.len(), 1, "{report:?}");
+    let result = &report.results[0];
+    let p = &result.problem;
+    assert!(
+        result
+            .outcomes
+            .iter()
+            .all(|o| matches!(o, Outcome::Timed(_))),
+        "{result:?}"
+    );
+    let graphs: Vec<Vec<String>> = (captures_before..fake.captures())
+        .map(|g| {
+            fake.graph(g as u64)
+                .iter()
+                .filter_map(|r| match r {
+                    Recorded::Launch { function, .. } => Some(fake.function_name(*function)),
+                    _ => None,
+                })
+                .collect()
+        })
+        .collect();
+    let renderer = Renderer::from_env().unwrap();
+    let (mut fused, mut unfused) = (0, 0);
+    for i in 0..p.candidates {
+        let mut choice = TuningChoice::defaults();
+        choice.pick(p.problem.clone(), i);
+        let set = kernels_for_model(&model, &target, &choice, N_CTX, &renderer).unwrap();
+        let attention = set.kernels.iter().find(|k| k.problem == p.problem).unwrap();
+        let store = set
+            .kernels
+            .iter()
+            .find(|k| k.kind == KernelKind::RopeStore)
+            .unwrap();
+        let one_layer = match attention.kind {
+            KernelKind::RopeAttention => {
+                fused += 1;
+                vec![attention.name.clone()]
+            }
+            _ => {
+                unfused += 1;
+                vec![store.name.clone(), attention.name.clone()]
+            }
+        };
+        let pass: Vec<String> = (0..model.hparams.n_layer)
+            .flat_map(|_| one_layer.clone())
+            .collect();
+        assert!(
+            graphs.contains(&pass),
+            "candidate {i} ({}) was not timed as {pass:?}",
+            p.knobs(i)
+        );
+    }
+    assert!(fused > 0 && unfused > 0, "{fused} fused, {unfused} not");
 }

@@ -24,6 +24,9 @@
 //! rope_store  (const float* q, const float* k, const float* v, float* q_out, __half* k_cache,
 //!              __half* v_cache, const int* pos0, int n_tokens)
 //! attention   (const float* q, const __half* k_cache, const __half* v_cache, float* out, const int* pos0, int n_tokens)
+//!             with `fused_rope` (decode; kind RopeAttention), q, k, v unrotated and the new rows stored:
+//!             (const float* q, const float* k, const float* v, __half* k_cache, __half* v_cache,
+//!              float* out, const int* pos0, int n_tokens)
 //! add         (const float* a, const float* b, float* out, int n)          // n = n_tokens * width
 //! silu_mul    (const float* g, const float* u, float* out, int n)          // n = n_tokens * width
 //! argmax      (const float* x, int* out, int n, int* next_token, int* pos0, int* ring,
@@ -36,7 +39,8 @@
 //! its first step and empty lists for the others, in the phases the fusion applies to: decode
 //! GEMVs absorb the RMSNorm before them, the matmuls sharing their input, a split and a residual
 //! add or silu_mul after them; `rope_store` + attention replace rope, rope, kv_store + attention
-//! in both phases.
+//! in prefill, and in decode too unless the tuned decode attention rotates and stores itself
+//! (`fused_rope`, the default): then that one kernel replaces all four.
 //!
 //! Launch: `block` and `shared_bytes` (static; no dynamic shared memory) are fixed per kernel,
 //! `grid(n_tokens)` gives the grid (a `stage_f16` of weight rows sets its own grid from the rows
@@ -78,6 +82,7 @@ use super::error::CodegenError;
 use super::ops::attention::{AttentionPhase, AttentionShape};
 use super::ops::elementwise::ElementwiseOp;
 use super::ops::matmul::{GemvEpilogue, GemvSegment};
+use super::ops::rope::RotaryPairs;
 use super::ops::stage_f16::{weight_staging, WeightStaging};
 use super::ops::{
     ArgmaxContext, AttentionContext, ElementwiseContext, EmbedContext, GemmContext,
@@ -122,6 +127,8 @@ pub enum KernelKind {
     KvStore,
     RopeStore,
     Attention,
+    /// Decode attention rotating q and k and storing k and v itself.
+    RopeAttention,
     Add,
     SiluMul,
     Argmax,
@@ -413,8 +420,11 @@ impl Builder<'_> {
                         KernelKind::RopeStore,
                         RopeStoreContext::new(self.target, &rope, kv_width, self.n_ctx),
                     )?;
-                    let (decode, prefill) = self.attention()?;
-                    out[fusion.first].decode = vec![store, decode];
+                    let (decode, prefill) = self.attention(Some((rope.style, rope.base)))?;
+                    out[fusion.first].decode = match self.kernels[decode].kind {
+                        KernelKind::RopeAttention => vec![decode],
+                        _ => vec![store, decode],
+                    };
                     out[fusion.first].prefill = vec![store, prefill];
                 }
             }
@@ -465,8 +475,12 @@ impl Builder<'_> {
         ))
     }
 
-    /// The decode and prefill attention kernels.
-    fn attention(&mut self) -> Result<(usize, usize), CodegenError> {
+    /// The decode and prefill attention kernels; with `rope` (pairs, base), decode may rotate q
+    /// and k itself, as its tuned knobs say (`KernelKind::RopeAttention`).
+    fn attention(
+        &mut self,
+        rope: Option<(RotaryPairs, f32)>,
+    ) -> Result<(usize, usize), CodegenError> {
         let (t, hp) = (self.target, &self.shape.hparams);
         let shape = AttentionShape {
             head_dim: hp.head_dim,
@@ -475,10 +489,16 @@ impl Builder<'_> {
             n_ctx: self.n_ctx,
         };
         let max = DECODE_MAX_TOKENS as usize;
-        let decode = self.add(
-            KernelKind::Attention,
-            AttentionContext::new(t, AttentionPhase::Decode, shape, max),
-        )?;
+        let mut decode_ctx = AttentionContext::new(t, AttentionPhase::Decode, shape, max);
+        if let Some((style, base)) = rope {
+            decode_ctx = decode_ctx.with_rope(style, base);
+        }
+        let decode_ctx = self.tuning.apply(decode_ctx)?;
+        let kind = match decode_ctx.fused_rope {
+            true => KernelKind::RopeAttention,
+            false => KernelKind::Attention,
+        };
+        let decode = self.add(kind, decode_ctx)?;
         let prefill = self.add(
             KernelKind::Attention,
             AttentionContext::new(t, AttentionPhase::Prefill, shape, max),
@@ -556,7 +576,7 @@ impl Builder<'_> {
                     KernelKind::KvStore,
                     KvStoreContext::new(t, hp.n_kv_head * hp.head_dim, self.n_ctx),
                 )?;
-                let (decode, prefill) = self.attention()?;
+                let (decode, prefill) = self.attention(None)?;
                 (vec![store, decode], vec![store, prefill])
             }
             StepShape::Add { width } => same(self.add(

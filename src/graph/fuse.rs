@@ -7,8 +7,9 @@
 //! - `Gemv`: an optional RMSNorm, then 1–3 matmuls reading its output (or one matmul whose
 //!   output is split into 2–3 values), then optionally `silu_mul` of two of them or a residual
 //!   `add`. Decode computes it in one GEMV launch; prefill runs the steps one by one.
-//! - `RopeAttention`: rope of q, rope of k, attention. Both phases rotate q and k and store k, v
-//!   in the cache in one launch, then attend.
+//! - `RopeAttention`: rope of q, rope of k, attention. Prefill rotates q and k and stores k, v
+//!   in the cache in one launch, then attends; decode does the same or, as tuned (the default),
+//!   all of it in the attention kernel, which writes neither rotated value.
 
 use super::{Op, Program, Step, ValueId};
 
@@ -154,8 +155,11 @@ fn rope_attention(program: &Program, section: Section, i: usize) -> Option<Fusio
         (&ka, &qb) if ka == k && qb == q => (i + 1, i),
         _ => return None,
     };
-    // The fused kernel writes rotated keys only to the cache.
-    if !only_read_by(program, section, rope_k, k, &[i + 2]) {
+    // The fused kernels write rotated keys only to the cache, and decode's one kernel keeps
+    // rotated q in shared memory.
+    if !only_read_by(program, section, rope_k, k, &[i + 2])
+        || !only_read_by(program, section, rope_q, q, &[i + 2])
+    {
         return None;
     }
     Some(Fusion {

@@ -6,7 +6,9 @@
 //! the step over positions `0..pos0` with seeded inputs: every candidate sees the same history.
 //!
 //! Timing: the problem's kernel launches (only those: the rest of each step is the same for
-//! every candidate) of a pass over its sites, captured into a graph as decode runs. Sites are
+//! every candidate), with the launches a candidate brings along (a decode attention that does
+//! not rotate itself runs after rope_store), of a pass over its sites, captured into a graph as
+//! decode runs. Sites are
 //! taken in program order until their distinct weights exceed twice the L2 cache, so that
 //! consecutive sites use different weights (layers) like a real step does; before every timed
 //! pass a scratch buffer of twice the L2 size is cleared, so each pass starts from a cold cache.
@@ -258,29 +260,31 @@ pub struct Timing {
     pub cut_short: bool,
 }
 
-/// Times the launches of `function` in a pass over the workload's sites (run `check_outputs`
-/// for `w` first: it sets the I/O block). Passes slower than `cutoff_us` per call stop after
-/// one timing. None when no launch of the pass uses `function`.
+/// Times the launches of `functions` in a pass over the workload's sites (run `check_outputs`
+/// for `w` first: it sets the I/O block), per launch of the first (the problem's kernel; the
+/// others are launched with it). Passes slower than `cutoff_us` per call stop after one
+/// timing. None when no launch of the pass uses the first.
 pub fn time_kernel(
     backend: &GpuBackend,
     w: &Workload,
-    function: FunctionHandle,
+    functions: &[FunctionHandle],
     flush: &CacheFlush,
     max_repeats: usize,
     cutoff_us: Option<f64>,
 ) -> Result<Option<Timing>, GpuError> {
+    let launched = |l: &Launch, among: &[FunctionHandle]| matches!(l, Launch::Kernel { function, .. } if among.contains(function));
     let mut launches = Vec::new();
     for &site in &w.pass {
         let step = backend.step_launches(site, w.n_tokens)?;
-        launches.extend(
-            step.into_iter()
-                .filter(|l| matches!(l, Launch::Kernel { function: f, .. } if *f == function)),
-        );
+        launches.extend(step.into_iter().filter(|l| launched(l, functions)));
     }
-    if launches.is_empty() {
+    let calls = launches
+        .iter()
+        .filter(|l| launched(l, &functions[..functions.len().min(1)]))
+        .count() as f64;
+    if calls == 0.0 {
         return Ok(None);
     }
-    let calls = launches.len() as f64;
     let runtime = backend.runtime().clone();
     let graph = Graph::capture(&runtime, || -> Result<(), GpuError> {
         // SAFETY: the launches come from the backend's own schedule (its live weights, arena

@@ -4,7 +4,10 @@
 //!
 //! Every candidate runs as a whole kernel set built with `TuningChoice { problem: i }` and
 //! installed in the backend: only the problem's kernel differs from the defaults (the others
-//! are disk-cache hits), and launches, arguments and selection are exactly the executor's.
+//! are disk-cache hits), and launches, arguments and selection are exactly the executor's. Where
+//! a candidate changes which kernels its sites launch (decode attention rotating q and k itself
+//! or after a rope_store launch), each candidate is timed with the launches it has and others
+//! lack (`timed_entries`), so that one launch is compared with the two it replaces.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -16,7 +19,7 @@ use super::measure::{
 use super::problems::{phase_name, problem_uses, ProblemUse};
 use super::results::{ratio, tolerance, Outcome, ProblemResult, TuneReport};
 use super::TuneError;
-use crate::backend::gpu::compiled::{selector_for, target_of};
+use crate::backend::gpu::compiled::{selector_for, step_at, target_of};
 use crate::backend::gpu::runtime::FunctionHandle;
 use crate::backend::gpu::{GpuBackend, GpuError, KernelBinary, LoadedKernelTable};
 use crate::codegen::cache::{compile_all, KernelCache};
@@ -137,6 +140,20 @@ impl<'a> Tuner<'a> {
         Ok(functions)
     }
 
+    /// Installs `set` and returns the functions of `entries`, per workload.
+    fn install_timed(
+        &mut self,
+        set: &KernelSet,
+        entries: &[Vec<String>],
+    ) -> Result<Vec<Vec<FunctionHandle>>, TuneError> {
+        let flat: Vec<&str> = entries.iter().flatten().map(String::as_str).collect();
+        let mut functions = self.install(set, &flat)?.into_iter();
+        Ok(entries
+            .iter()
+            .map(|e| functions.by_ref().take(e.len()).collect())
+            .collect())
+    }
+
     /// Tunes the model's problems within `options`, reporting progress lines to `progress`.
     pub fn run(
         &mut self,
@@ -208,7 +225,8 @@ impl<'a> Tuner<'a> {
 
     /// Times every problem's default per phase and orders the problems by their share of the
     /// tunable kernels' time in a decode step and a prefill chunk (weighted equally), largest
-    /// first.
+    /// first. The default's kernel alone: what other candidates would launch instead is not
+    /// known here.
     fn rank(
         &mut self,
         defaults: &KernelSet,
@@ -236,7 +254,7 @@ impl<'a> Tuner<'a> {
                 match time_kernel(
                     self.backend,
                     w,
-                    function,
+                    &[function],
                     &self.flush,
                     RANKING_REPEATS,
                     None,
@@ -296,16 +314,16 @@ impl<'a> Tuner<'a> {
             choice.pick(p.problem.clone(), i);
             sets.push(self.set_for(&choice)?);
         }
-        let entries = sets
-            .iter()
-            .map(|s| kernel_name(s, &p.problem))
-            .collect::<Result<Vec<_>, _>>()?;
-        let sources: Vec<KernelSource> = sets[1..]
-            .iter()
-            .zip(&entries[1..])
-            .filter_map(|(s, e)| s.kernels.iter().find(|k| &k.name == e))
-            .map(|k| k.to_source())
-            .collect();
+        let timed = timed_entries(&sets, p, &workloads)?;
+        let mut sources: Vec<KernelSource> = Vec::new();
+        for (set, entries) in sets[1..].iter().zip(&timed[1..]) {
+            for spec in &set.kernels {
+                let wanted = entries.iter().flatten().any(|e| *e == spec.name);
+                if wanted && !sources.iter().any(|s| s.name == spec.name) {
+                    sources.push(spec.to_source());
+                }
+            }
+        }
         let compiled = self.compile(&sources);
         let failed: HashMap<String, String> = sources
             .iter()
@@ -313,9 +331,9 @@ impl<'a> Tuner<'a> {
             .filter_map(|(s, r)| r.err().map(|e| (s.name.clone(), e)))
             .collect();
 
-        let function = self.install(defaults, &[entries[0].as_str()])?[0];
+        let functions = self.install_timed(defaults, &timed[0])?;
         let (default_us, reference) =
-            match self.measure(&workloads, function, None, p.kind, options)? {
+            match self.measure(&workloads, &functions, None, p.kind, options)? {
                 Measured::Timed { times, outputs } => (times, outputs),
                 Measured::Rejected(reason) => return Ok(Err(reason)),
             };
@@ -328,12 +346,12 @@ impl<'a> Tuner<'a> {
         }
         let cutoffs: Vec<f64> = default_us.iter().map(|t| t * SLOW_FACTOR).collect();
         let mut outcomes = vec![Outcome::Timed(default_us.clone())];
-        for (set, entry) in sets.iter().zip(&entries).skip(1) {
+        for (set, entries) in sets.iter().zip(&timed).skip(1) {
             if Instant::now() >= options.deadline {
                 outcomes.push(Outcome::NotMeasured);
                 continue;
             }
-            if let Some(e) = failed.get(entry) {
+            if let Some(e) = entries.iter().flatten().find_map(|e| failed.get(e)) {
                 outcomes.push(Outcome::Rejected(format!("does not compile: {e}")));
                 continue;
             }
@@ -342,8 +360,8 @@ impl<'a> Tuner<'a> {
                 cutoffs: &cutoffs,
             };
             let measured = self
-                .install(set, &[entry.as_str()])
-                .and_then(|f| self.measure(&workloads, f[0], Some(checked), p.kind, options));
+                .install_timed(set, entries)
+                .and_then(|f| self.measure(&workloads, &f, Some(checked), p.kind, options));
             outcomes.push(match measured {
                 Ok(Measured::Timed { times, .. }) => Outcome::Timed(times),
                 Ok(Measured::Rejected(reason)) => Outcome::Rejected(reason),
@@ -355,11 +373,11 @@ impl<'a> Tuner<'a> {
     }
 
     /// For each workload: the installed kernels' outputs, compared with the default's when
-    /// `check` is given, then the timing of `function`.
+    /// `check` is given, then the timing of its `functions` (the problem's kernel first).
     fn measure(
         &mut self,
         workloads: &[Workload],
-        function: FunctionHandle,
+        functions: &[Vec<FunctionHandle>],
         check: Option<Check>,
         kind: KernelKind,
         options: &TuneOptions,
@@ -388,7 +406,7 @@ impl<'a> Tuner<'a> {
             let timing = time_kernel(
                 self.backend,
                 w,
-                function,
+                &functions[phase],
                 &self.flush,
                 options.max_repeats,
                 cutoff,
@@ -426,4 +444,41 @@ fn kernel_name(set: &KernelSet, problem: &str) -> Result<String, TuneError> {
         .ok_or_else(|| {
             GpuError::Codegen(format!("no kernel of problem '{problem}' in the set")).into()
         })
+}
+
+/// For each candidate's set (index = candidate) and each workload: the entry points to time, the
+/// problem's kernel first, then the kernels the set launches at the workload's sites that not
+/// every candidate's set launches there.
+fn timed_entries(
+    sets: &[KernelSet],
+    p: &ProblemUse,
+    workloads: &[Workload],
+) -> Result<Vec<Vec<Vec<String>>>, TuneError> {
+    let mut timed = Vec::with_capacity(sets.len());
+    for set in sets {
+        timed.push(vec![vec![kernel_name(set, &p.problem)?]; workloads.len()]);
+    }
+    for (wi, w) in workloads.iter().enumerate() {
+        let launched: Vec<Vec<String>> = sets.iter().map(|set| launched_at(set, w)).collect();
+        for (entries, names) in timed.iter_mut().zip(&launched) {
+            for name in names {
+                let varies = !launched.iter().all(|other| other.contains(name));
+                if varies && !entries[wi].contains(name) {
+                    entries[wi].push(name.clone());
+                }
+            }
+        }
+    }
+    Ok(timed)
+}
+
+/// The entry points `set` launches at the sites of `w`'s pass.
+fn launched_at(set: &KernelSet, w: &Workload) -> Vec<String> {
+    w.pass
+        .iter()
+        .filter_map(|&site| step_at(site))
+        .filter_map(|at| set.for_step(at, w.n_tokens as u32))
+        .flatten()
+        .map(|spec| spec.name.clone())
+        .collect()
 }

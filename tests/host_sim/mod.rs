@@ -51,6 +51,7 @@ static inline int __builtin_amdgcn_sdot4(int a, int b, int c, bool) {
     return c;
 }
 static inline int min(int a, int b) { return a < b ? a : b; }
+static inline int max(int a, int b) { return a > b ? a : b; }
 static inline unsigned atomicAdd(unsigned* p, unsigned v) { return __atomic_fetch_add(p, v, __ATOMIC_SEQ_CST); }
 static inline void __threadfence() { std::atomic_thread_fence(std::memory_order_seq_cst); }
 
@@ -61,6 +62,9 @@ static std::barrier<>* sim_block_barrier;
 static std::vector<std::unique_ptr<std::barrier<>>> sim_warp_barriers;
 static unsigned long long sim_exchange[1024];
 static int sim_warp = 32;
+// Blocks run last to first when set: a kernel whose blocks depend on each other's order (one
+// reading what another writes, without the last-block merge's handshake) fails one way or the other.
+static const bool sim_reverse = std::getenv("SIM_REVERSE_BLOCKS") != nullptr;
 
 static inline void __syncthreads() { sim_block_barrier->arrive_and_wait(); }
 template <class T> static T __shfl_xor(T v, int mask, int width) {
@@ -82,9 +86,10 @@ template <class F> static void sim_launch(dim3 grid, dim3 block, int warp, F ker
     blockDim = block;
     sim_warp = warp;
     const int n = block.x * block.y * block.z;
-    for (unsigned bz = 0; bz < grid.z; ++bz)
-    for (unsigned by = 0; by < grid.y; ++by)
-    for (unsigned bx = 0; bx < grid.x; ++bx) {
+    const unsigned blocks = grid.x * grid.y * grid.z;
+    for (unsigned b = 0; b < blocks; ++b) {
+        const unsigned at = sim_reverse ? blocks - 1 - b : b;
+        const unsigned bx = at % grid.x, by = at / grid.x % grid.y, bz = at / (grid.x * grid.y);
         std::barrier<> block_barrier(n);
         sim_block_barrier = &block_barrier;
         sim_warp_barriers.clear();
@@ -164,6 +169,15 @@ pub struct Launch {
 /// and replaces its buffers with their contents afterwards. None (reason printed) without a host
 /// C++20 compiler.
 pub fn run(name: &str, launches: &mut [Launch]) -> Option<()> {
+    run_blocks(name, launches, false)
+}
+
+/// As [`run`], with each grid's blocks run last to first.
+pub fn run_reversed(name: &str, launches: &mut [Launch]) -> Option<()> {
+    run_blocks(name, launches, true)
+}
+
+fn run_blocks(name: &str, launches: &mut [Launch], reverse: bool) -> Option<()> {
     let dir =
         std::env::temp_dir().join(format!("rocmforge-host-sim-{name}-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
@@ -220,7 +234,11 @@ pub fn run(name: &str, launches: &mut [Launch]) -> Option<()> {
             bytes.extend(b);
         }
         std::fs::write(&input, bytes).unwrap();
-        let run = Command::new(&exe)
+        let mut command = Command::new(&exe);
+        if reverse {
+            command.env("SIM_REVERSE_BLOCKS", "1");
+        }
+        let run = command
             .arg(i.to_string())
             .arg(&input)
             .arg(&output)

@@ -26,7 +26,8 @@ pub fn target_of(info: &DeviceInfo) -> Result<Target, GpuError> {
     Ok(target)
 }
 
-fn step_at(site: StepSite) -> Option<StepAt> {
+/// Where the step at `site` sits in a kernel set; None for a block step without a layer.
+pub fn step_at(site: StepSite) -> Option<StepAt> {
     Some(match site.section {
         Section::Prologue => StepAt::Prologue(site.index),
         Section::Block => StepAt::Block {
@@ -52,12 +53,13 @@ fn select(
         .for_step(at, n_tokens as u32)
         .ok_or("the kernel set has no such step")?;
     // Attention is two launches, kv_store (or rope_store when fused with the ropes) then
-    // attention; a prefill matmul has its staging kernels before the GEMM; every other step is
-    // one.
+    // attention, or one that rotates and stores itself (a different ABI, never `Main`); a
+    // prefill matmul has its staging kernels before the GEMM; every other step is one.
     let first = |kind: KernelKind| specs.iter().find(|s| s.kind == kind);
     let found = match role {
         KernelRole::KvStore => first(KernelKind::KvStore),
         KernelRole::RopeStore => first(KernelKind::RopeStore),
+        KernelRole::RopeAttention => first(KernelKind::RopeAttention),
         KernelRole::StageInput => first(KernelKind::StageInput),
         KernelRole::StageWeights => first(KernelKind::StageWeights),
         _ => specs.iter().rev().find(|s| {
@@ -65,6 +67,7 @@ fn select(
                 s.kind,
                 KernelKind::KvStore
                     | KernelKind::RopeStore
+                    | KernelKind::RopeAttention
                     | KernelKind::StageInput
                     | KernelKind::StageWeights
             )

@@ -24,6 +24,9 @@ pub enum KernelRole {
     KvStore,
     /// Rotating q and k and storing k and v: the first kernel of a fused rope + attention.
     RopeStore,
+    /// A fused rope + attention in one kernel (decode, when tuned so): rotates q and k, stores
+    /// k and v and attends.
+    RopeAttention,
     Argmax,
     /// A prefill matmul on the vendor GEMM: its input rows as f16, then its weight dequantized
     /// to f16 (the GEMM itself is the runtime's, not a kernel).
@@ -37,6 +40,7 @@ impl KernelRole {
             KernelRole::Main => "main",
             KernelRole::KvStore => "kv_store",
             KernelRole::RopeStore => "rope_store",
+            KernelRole::RopeAttention => "rope_attention",
             KernelRole::Argmax => "argmax",
             KernelRole::StageInput => "stage_input",
             KernelRole::StageWeights => "stage_weights",
@@ -61,4 +65,10 @@ pub trait KernelTable {
         role: KernelRole,
         n_tokens: usize,
     ) -> Result<KernelLaunch, GpuError>;
+
+    /// Whether the step at `site` has a kernel for `role` over `n_tokens` tokens: for launches
+    /// whose shape the tuned knobs decide (a rope + attention in one kernel or two).
+    fn has(&self, site: StepSite, role: KernelRole, n_tokens: usize) -> bool {
+        self.kernel(site, role, n_tokens).is_ok()
+    }
 }

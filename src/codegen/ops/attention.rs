@@ -2,10 +2,12 @@
 //! where the target has matrix tiles, a tiled prefill kernel (`attention_prefill_tiles`): a block
 //! serves `tile_tokens` tokens times the whole query group of one KV head, staging each chunk of
 //! `kv_chunk` keys in shared memory once for all of them and multiplying on 16x16 f16 tiles.
-//! `tile_tokens = 0` is the per-token kernel (`attention.hip.tera`), which every target has.
+//! `tile_tokens = 0` is the per-token kernel (`attention.hip.tera`), which every target has; in
+//! decode after a rope it may rotate q and k and store k and v itself (`fused_rope`).
 
 use serde::Serialize;
 
+use super::rope::RotaryPairs;
 use super::warps;
 use crate::codegen::compiler::Target;
 use crate::codegen::context::{
@@ -28,6 +30,10 @@ const KV_CHUNKS: [u32; 2] = [64, 32];
 
 fn is_zero(v: &u32) -> bool {
     *v == 0
+}
+
+fn is_false(v: &bool) -> bool {
+    !*v
 }
 
 /// Decode serves few tokens with many KV splits (the scratch of a split kernel holds this many
@@ -55,6 +61,18 @@ pub struct AttentionContext {
     pub warps: u32,
     /// Blocks sharing one (token, KV head) over disjoint key ranges, merged by the last to finish.
     pub kv_splits: u32,
+    /// The rope before a decode attention that may rotate q and k itself (`with_rope`): pairs
+    /// and frequency base, named as in `rope_pair.hip.tera`. Then the problem has candidates of
+    /// both kinds (`fused_rope`), so that the tuner times one launch against rope_store + attention.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub style: Option<RotaryPairs>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub base: Option<f32>,
+    /// The kernel rotates q and the launch's new keys itself and stores the new keys and values in
+    /// the cache, so no rope_store launch runs before it (a different ABI: `KernelKind::RopeAttention`).
+    /// Absent from the JSON when false, so that the other kernels keep their names.
+    #[serde(skip_serializing_if = "is_false")]
+    pub fused_rope: bool,
     /// Whether the target has matrix tiles (the tiled prefill kernel is offered).
     #[serde(skip)]
     pub tiles_offered: bool,
@@ -75,6 +93,10 @@ pub struct AttentionKnobs {
     pub tile_tokens: u32,
     #[serde(skip_serializing_if = "is_zero")]
     pub kv_chunk: u32,
+    /// Decode rotating and storing itself; absent when false, so that the candidate sets of
+    /// attention without a rope to fuse (and their tuning results) stay as they were.
+    #[serde(skip_serializing_if = "is_false")]
+    pub fused_rope: bool,
 }
 
 impl AttentionKnobs {
@@ -85,6 +107,15 @@ impl AttentionKnobs {
             kv_splits,
             tile_tokens: 0,
             kv_chunk: 0,
+            fused_rope: false,
+        }
+    }
+
+    /// The decode kernel that rotates q and k and stores k and v itself.
+    pub fn fused_rope(warps: u32, kv_splits: u32) -> AttentionKnobs {
+        AttentionKnobs {
+            fused_rope: true,
+            ..AttentionKnobs::per_token(warps, kv_splits)
         }
     }
 
@@ -95,6 +126,7 @@ impl AttentionKnobs {
             kv_splits: 1,
             tile_tokens,
             kv_chunk,
+            fused_rope: false,
         }
     }
 }
@@ -121,6 +153,9 @@ impl AttentionContext {
             max_tokens,
             warps: 0,
             kv_splits: 0,
+            style: None,
+            base: None,
+            fused_rope: false,
             tiles_offered: target.has_matrix_tiles(),
             tile_tokens: 0,
             kv_chunk: 0,
@@ -128,15 +163,35 @@ impl AttentionContext {
         ctx.with_knobs(&ctx.default_knobs())
     }
 
+    /// Decode attention after a rope of `style` pairs and frequency base `base`, which it may do
+    /// itself (rotate q and the new keys, store the new keys and values): with the default knobs
+    /// of that problem, fused where it fits.
+    pub fn with_rope(self, style: RotaryPairs, base: f32) -> AttentionContext {
+        let ctx = AttentionContext {
+            style: Some(style),
+            base: Some(base),
+            ..self
+        };
+        ctx.with_knobs(&ctx.default_knobs())
+    }
+
     /// Decode: 16 splits so that even two KV heads fill a large GPU, 8 warps per block (what
     /// `rocmforge tune` chose on an H200 for head sizes 64 and 128 at position 512, 1.17-1.27x
-    /// over 4). Prefill: the tiled kernel where offered, with blocks of about 64 query rows
+    /// over 4), rotating and storing itself after a rope where its shared memory fits (one launch
+    /// per layer fewer: small models' decode is launch-bound; not measured yet). Prefill: the tiled kernel where offered, with blocks of about 64 query rows
     /// (tokens x group: 8 tokens of a group of 7 or 8, 16 of a group of 4), 64-key chunks where
     /// they fit in shared memory, else 32, 4 warps; not measured yet. Without tiles, a block per
     /// (KV head, token), 4 warps.
     fn default_knobs(&self) -> AttentionKnobs {
         match self.phase {
-            AttentionPhase::Decode => AttentionKnobs::per_token(8, 16),
+            AttentionPhase::Decode => {
+                let fused = AttentionKnobs::fused_rope(8, 16);
+                if self.style.is_some() && self.with_knobs(&fused).validate().is_ok() {
+                    fused
+                } else {
+                    AttentionKnobs::per_token(8, 16)
+                }
+            }
             AttentionPhase::Prefill => {
                 let rows_fit = (DEFAULT_TILE_ROWS / self.group().max(1)).max(1);
                 // The largest power of two at most rows_fit.
@@ -221,8 +276,9 @@ impl OpContext for AttentionContext {
             AttentionPhase::Decode => "decode",
             AttentionPhase::Prefill => "prefill",
         };
+        let rope = if self.style.is_some() { "+rope" } else { "" };
         format!(
-            "attention {phase} head_dim={} heads={}/{} ctx={}",
+            "attention {phase}{rope} head_dim={} heads={}/{} ctx={}",
             self.head_dim, self.n_head, self.n_kv_head, self.n_ctx
         )
     }
@@ -267,6 +323,16 @@ impl OpContext for AttentionContext {
             self,
             || "prefill attention has no split scratch: kv_splits must be 1".to_string(),
         )?;
+        require(
+            self.phase == AttentionPhase::Decode || self.style.is_none(),
+            self,
+            || "only decode attention rotates q and k itself".to_string(),
+        )?;
+        require(
+            !self.fused_rope || (self.style.is_some() && self.base.is_some()),
+            self,
+            || "fused_rope needs the rope's pairs and base".to_string(),
+        )?;
         if self.tiled() {
             self.validate_tiles()?;
         }
@@ -280,7 +346,14 @@ impl OpContext for AttentionContext {
             return self.tiled_shared_bytes() as u32;
         }
         let per_warp = self.group() * (self.head_dim + 2);
-        (4 * self.warps as usize * per_warp + if self.kv_splits > 1 { 4 } else { 0 }) as u32
+        // Rotated queries of the group; cosines and sines of half a head, and keys and values,
+        // per token of the launch.
+        let rope = match self.fused_rope {
+            true => self.head_dim * (self.group() + 3 * self.max_tokens),
+            false => 0,
+        };
+        let scratch = 4 * (self.warps as usize * per_warp + rope);
+        (scratch + if self.kv_splits > 1 { 4 } else { 0 }) as u32
     }
     fn grid_rule(&self) -> GridRule {
         GridRule {
@@ -302,6 +375,7 @@ impl Tunable for AttentionContext {
             kv_splits: self.kv_splits,
             tile_tokens: self.tile_tokens,
             kv_chunk: self.kv_chunk,
+            fused_rope: self.fused_rope,
         }
     }
     fn candidates(&self) -> Vec<AttentionKnobs> {
@@ -311,8 +385,17 @@ impl Tunable for AttentionContext {
             AttentionPhase::Decode => &[16, 8, 32, 4, 1],
             AttentionPhase::Prefill => &[1],
         };
+        // After a rope: the default's geometry unfused first, so that even a short budget times
+        // the one launch against the two; then every geometry both ways.
+        let rope = self.style.is_some();
+        if rope {
+            list.push(AttentionKnobs::per_token(default.warps, default.kv_splits));
+        }
         for &kv_splits in splits {
             for warps in [4, 2, 8] {
+                if rope {
+                    list.push(AttentionKnobs::fused_rope(warps, kv_splits));
+                }
                 list.push(AttentionKnobs::per_token(warps, kv_splits));
             }
         }
@@ -333,6 +416,7 @@ impl Tunable for AttentionContext {
             kv_splits: knobs.kv_splits,
             tile_tokens: knobs.tile_tokens,
             kv_chunk: knobs.kv_chunk,
+            fused_rope: knobs.fused_rope,
             ..self.clone()
         }
     }

@@ -349,6 +349,27 @@ impl Scheduler<'_> {
             } => {
                 let (rq, rk, att) = (&steps[*rope_q], &steps[*rope_k], &steps[*attention]);
                 let (k_cache, v_cache) = self.kv_cache(site, att)?;
+                // Decode may rotate q and k, store k and v and attend in one kernel, as tuned.
+                let role = KernelRole::RopeAttention;
+                if Phase::of(n as u32) == Phase::Decode && self.kernels.has(site, role, n) {
+                    let kernel = self.kernels.kernel(site, role, n)?;
+                    out.push(Launch::Kernel {
+                        label: format!("{} (fused rope)", att.name),
+                        function: kernel.function,
+                        dims: kernel.dims,
+                        args: vec![
+                            Ptr(read(rq.inputs[0])),
+                            Ptr(read(rk.inputs[0])),
+                            Ptr(read(att.inputs[2])),
+                            Ptr(k_cache),
+                            Ptr(v_cache),
+                            Ptr(write(att.outputs[0])),
+                            pos0,
+                            I32(n as i32),
+                        ],
+                    });
+                    return Ok(());
+                }
                 let store = self.kernels.kernel(site, KernelRole::RopeStore, n)?;
                 out.push(Launch::Kernel {
                     label: format!("{} rope_store", att.name),
