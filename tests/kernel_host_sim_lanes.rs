@@ -42,28 +42,71 @@ fn format_cases(rng: &mut Rng, format: GgmlType) -> Vec<FusedCase> {
     use GemvEpilogue::{Residual, SiluMul, Store};
     let one = |n, bias| vec![(format, n, bias)];
     let two = |n| vec![(format, n, true), (format, n, false)];
-    let cases: [(usize, Vec<(GgmlType, usize, bool)>, bool, GemvEpilogue, Option<GemvKnobs>); 6] = [
-        (4096, one(13, true), true, Store, lanes(2, 1, 1, 1, false, 8)),
-        (14336, one(9, false), false, Residual, lanes(2, 1, 2, 1, false, 8)),
-        (4096, two(11), true, SiluMul, lanes(2, 2, 1, 2, true, 4)),
-        (14336, one(7, true), false, Store, lanes(1, 1, 1, 1, true, 4)),
-        (768, one(10, false), true, Residual, lanes(4, 1, 1, 1, false, 8)),
-        (4096, two(19), false, SiluMul, lanes(1, 1, 2, 3, true, 8)),
-    ];
-    cases
-        .into_iter()
-        .map(|(k, segments, norm, epilogue, knobs)| {
-            FusedCase::new(rng, k, 1, &segments, norm, epilogue, knobs)
-        })
-        .collect()
+    vec![
+        FusedCase::new(
+            rng,
+            4096,
+            1,
+            &one(13, true),
+            true,
+            Store,
+            lanes(2, 1, 1, 1, false, 8),
+        ),
+        FusedCase::new(
+            rng,
+            14336,
+            1,
+            &one(9, false),
+            false,
+            Residual,
+            lanes(2, 1, 2, 1, false, 8),
+        ),
+        FusedCase::new(
+            rng,
+            4096,
+            1,
+            &two(11),
+            true,
+            SiluMul,
+            lanes(2, 2, 1, 2, true, 4),
+        ),
+        FusedCase::new(
+            rng,
+            14336,
+            1,
+            &one(7, true),
+            false,
+            Store,
+            lanes(1, 1, 1, 1, true, 4),
+        ),
+        FusedCase::new(
+            rng,
+            768,
+            1,
+            &one(10, false),
+            true,
+            Residual,
+            lanes(4, 1, 1, 1, false, 8),
+        ),
+        FusedCase::new(
+            rng,
+            4096,
+            1,
+            &two(19),
+            false,
+            SiluMul,
+            lanes(1, 1, 1, 3, true, 8),
+        ),
+    ]
 }
 
 /// q, k and v in the three formats with the norm, in groups of 4: Q4_0 and Q8_0 groups are read
-/// with 8-byte loads (72 and 136 bytes), Q4_1's with 16-byte loads (80), in one kernel.
+/// with 8-byte loads (72 and 136 bytes), Q4_1's with 16-byte loads (80), in one kernel; 12
+/// groups per row over 8 lanes in rounds of two.
 fn mixed_case(rng: &mut Rng) -> FusedCase {
     FusedCase::new(
         rng,
-        1024,
+        1536,
         1,
         &[
             (GgmlType::Q4_0, 10, true),

@@ -56,6 +56,8 @@ static inline int __builtin_amdgcn_sdot4(int a, int b, int c, bool) {
 static inline unsigned __builtin_amdgcn_alignbit(unsigned hi, unsigned lo, unsigned s) {
     return (unsigned)((((unsigned long long)hi << 32) | lo) >> (s & 31));
 }
+// The HIP prelude's rf_loads_issued: a scheduling barrier, nothing to do on the host.
+static inline void __builtin_amdgcn_wave_barrier() {}
 static inline int min(int a, int b) { return a < b ? a : b; }
 static inline unsigned atomicAdd(unsigned* p, unsigned v) { return __atomic_fetch_add(p, v, __ATOMIC_SEQ_CST); }
 static inline void __threadfence() { std::atomic_thread_fence(std::memory_order_seq_cst); }
@@ -220,8 +222,7 @@ pub fn run(name: &str, launches: &mut [Launch]) -> Option<()> {
         "int main(int argc, char** argv) {{\n    std::vector<size_t> lens;\n    std::vector<unsigned char*> B = sim_read(argv[2], lens);\n    switch (std::atoi(argv[1])) {{\n{cases}    default: return 2;\n    }}\n    sim_write(argv[3], B, lens);\n}}\n"
     )
     .unwrap();
-    let exe = match host_cxx::compile(&dir, "sim", &src, SIM_FLAGS)?
-    {
+    let exe = match host_cxx::compile(&dir, "sim", &src, SIM_FLAGS)? {
         Ok(exe) => exe,
         Err(err) if err.contains("<barrier>") || err.contains("_Float16") => {
             eprintln!("skipped: host C++ compiler lacks C++20 <barrier> or _Float16: {err}");

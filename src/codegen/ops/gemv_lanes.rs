@@ -18,7 +18,7 @@
 //! of 16; Q8_0: 272 = 17 x 16; Q4_1: 160 = 10 x 16) and of 4 (Q4_0: 72 = 9 x 8; Q8_0: 136 =
 //! 17 x 8; Q4_1: 80 = 5 x 16); qwen2.5-0.5b's K = 896 (28 blocks) only groups of 4.
 
-use super::matmul::{GemvContext, GemvKnobs, GEMV_MAX_LANE_GROUP};
+use super::matmul::{GemvContext, GemvEpilogue, GemvKnobs, GEMV_MAX_LANE_GROUP};
 use crate::codegen::context::require;
 use crate::codegen::error::CodegenError;
 use crate::codegen::quant::weight_layout;
@@ -27,6 +27,10 @@ use crate::codegen::quant::weight_layout;
 const LANE_BLOCK_VALUES: usize = 32;
 /// The narrowest vector load a lane group is read with.
 const MIN_VECTOR_BYTES: usize = 8;
+/// 32-bit registers of an NVIDIA SM and the most of one thread, which bound a lane group's round
+/// (AMD targets allow more per thread at a given block size: there the bound is conservative).
+const MAX_REGISTERS_PER_SM: usize = 65536;
+const MAX_REGISTERS_PER_THREAD: usize = 255;
 
 impl GemvContext {
     /// Whether the lanes own lane groups (`lane_group` above 1).
@@ -42,7 +46,7 @@ impl GemvContext {
         if !self.lane_groups() {
             return warp;
         }
-        let groups = (self.k / (LANE_BLOCK_VALUES * self.lane_group as usize)).max(1) as u32;
+        let groups = self.lane_row_groups().max(1) as u32;
         (1u32 << groups.ilog2()).min(warp)
     }
 
@@ -91,16 +95,53 @@ impl GemvContext {
         require(self.x_int8 && self.split_k == 1, self, || {
             "lane groups need int8 x and no split-K".to_string()
         })?;
+        require(
+            self.unroll == 1 || self.lane_row_groups() > self.row_lanes() as usize,
+            self,
+            || {
+                format!(
+                    "rounds of {} lane groups on rows that are one round of {} groups",
+                    self.unroll,
+                    self.lane_row_groups()
+                )
+            },
+        )?;
         match self.lane_group_misfit(self.lane_group) {
             Some(reason) => require(false, self, || reason),
             None => Ok(()),
         }
     }
 
+    /// Lane groups per row.
+    fn lane_row_groups(&self) -> usize {
+        self.k / (LANE_BLOCK_VALUES * self.lane_group.max(1) as usize)
+    }
+
+    /// Words of weights a lane holds for one round: rows per sub-warp x groups per round x the
+    /// largest segment's group, twice for silu_mul (both weights' rounds are loaded together).
+    fn round_words(&self, knobs: &GemvKnobs) -> usize {
+        let group_words = self
+            .segments
+            .iter()
+            .filter_map(|s| weight_layout(s.format))
+            .map(|l| l.block_bytes * knobs.lane_group as usize / 4)
+            .max()
+            .unwrap_or(0);
+        let loaded_together = match self.epilogue {
+            GemvEpilogue::SiluMul => 2,
+            _ => 1,
+        };
+        loaded_together * (knobs.rows_per_warp * knobs.unroll) as usize * group_words
+    }
+
     /// Lane groups of 8 blocks (16-byte loads for every lane-group format) and of 4 (8-byte
-    /// loads of Q4_0 and Q8_0), each over geometries of warps per block, rows per sub-warp,
-    /// groups per round, row groups per block and the first round loaded before the prologue;
-    /// the default's prefetch. Invalid ones (misfits, over 1024 threads) are dropped later.
+    /// loads of Q4_0 and Q8_0) over warps per block, rows per sub-warp, groups per round, row
+    /// groups per block and the first round loaded before the prologue, with the default's
+    /// prefetch. Only those whose round takes at most half the registers a thread of the block
+    /// may have: above that NVRTC spilled for sm_90 (llama3-8b Q4_0 gate/up and down, e.g. 72
+    /// words of gate and up in groups of 8 at 512 threads, 128 registers) or left one block per
+    /// SM. Invalid ones (misfits, over 1024 threads, rounds of several groups on rows of one
+    /// round) are dropped later.
     pub(super) fn lane_group_candidates(&self, default: &GemvKnobs) -> Vec<GemvKnobs> {
         let mut list = Vec::new();
         for lane_group in [8, 4] {
@@ -108,6 +149,7 @@ impl GemvContext {
                 (32, 1, 1, 1, false),
                 (16, 1, 1, 1, false),
                 (8, 1, 1, 1, false),
+                (4, 1, 1, 1, false),
                 (16, 1, 1, 1, true),
                 (8, 1, 1, 1, true),
                 (16, 1, 2, 1, false),
@@ -115,7 +157,7 @@ impl GemvContext {
                 (8, 2, 1, 1, false),
                 (16, 2, 1, 2, false),
             ] {
-                list.push(GemvKnobs {
+                let knobs = GemvKnobs {
                     rows_per_block,
                     rows_per_warp,
                     split_k: 1,
@@ -126,7 +168,13 @@ impl GemvContext {
                     row_groups,
                     preload,
                     lane_group,
-                });
+                };
+                let threads = (self.target.warp_size * rows_per_block) as usize;
+                let registers =
+                    (MAX_REGISTERS_PER_SM / threads.max(1)).min(MAX_REGISTERS_PER_THREAD);
+                if 2 * self.round_words(&knobs) <= registers {
+                    list.push(knobs);
+                }
             }
         }
         list
