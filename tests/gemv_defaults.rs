@@ -93,8 +93,10 @@ fn row_groups_divide_the_grid_and_every_new_knob_is_a_candidate() {
     for knobs in &candidates {
         let ctx = down.with_knobs(knobs);
         ctx.validate().unwrap();
-        // Every row group is some block's: blocks x groups per block covers the rows.
-        let groups = 4096usize.div_ceil((knobs.rows_per_block * knobs.rows_per_warp) as usize);
+        // Every row group is some block's: blocks x groups per block covers the rows (lane
+        // groups may put several sub-warps of rows in a warp).
+        let rows = knobs.rows_per_block * ctx.subwarps() * knobs.rows_per_warp;
+        let groups = 4096usize.div_ceil(rows as usize);
         let rule = ctx.grid_rule();
         let rocmforge::codegen::context::Extent::Fixed(blocks) = rule.x else {
             panic!("GEMV grid x is fixed");

@@ -1,7 +1,8 @@
 //! Every op of the program on the GPU against the CPU reference ops (src/backend/cpu/ops.rs), on
 //! random inputs at real model shapes (SmolLM2-135M, Qwen2.5-0.5B, Llama-3-8B; one layer each)
 //! and across weight formats, for a decode-sized (1 token) and a prefill-sized (9 tokens)
-//! launch, as the executor launches them: steps the GPU fuses (graph::fuse) run as one launch
+//! launch (and every prefill attention and decode GEMV lane-group candidate), as the executor
+//! launches them: steps the GPU fuses (graph::fuse) run as one launch
 //! and are compared with the CPU ops of those steps run one after another. Skips with a printed
 //! reason without a GPU.
 //!
@@ -33,7 +34,9 @@ use rocmforge::codegen::context::{OpContext, Tunable};
 use rocmforge::codegen::kernel_set::DECODE_MAX_TOKENS;
 use rocmforge::codegen::ops::attention::{AttentionPhase, AttentionShape};
 use rocmforge::codegen::ops::AttentionContext;
-use rocmforge::codegen::{ModelShape, Phase, TuningChoice};
+use rocmforge::codegen::{
+    kernels_for_model, KernelKind, ModelShape, Phase, Renderer, TuningChoice,
+};
 use std::collections::HashMap;
 
 use rocmforge::graph::{Fusion, FusionKind, GemvEpilogue, Op, Step, ValueId};
@@ -401,6 +404,123 @@ fn check_attention_candidates(
         failures.extend(h.failures);
     }
     failures
+}
+
+/// Every decode GEMV lane-group candidate (`lane_group` above 1: aligned vector loads of several
+/// blocks per lane), picked through the tuning choice as `rocmforge tune` applies it, on the
+/// decode (1 token) units of one layer and the output head: round j picks each GEMV problem's
+/// j-th lane-group candidate, so that one load checks every problem that has one.
+fn check_gemv_lane_candidates(runtime: &Arc<dyn GpuRuntime>, spec: SynthModel) -> Vec<String> {
+    let model = spec.build();
+    let target = match target_of(runtime.info()) {
+        Ok(t) => t,
+        Err(e) => return vec![format!("{}: no target: {e}", spec.label())],
+    };
+    let renderer = Renderer::embedded().unwrap();
+    let set = kernels_for_model(&model, &target, &TuningChoice::defaults(), N_CTX, &renderer)
+        .expect("kernel set");
+    // Each GEMV problem's lane-group candidates (index and knobs).
+    let mut lanes: Vec<(String, Vec<(usize, String)>)> = Vec::new();
+    for k in set
+        .kernels
+        .iter()
+        .filter(|k| k.kind == KernelKind::MatmulGemv)
+    {
+        if lanes.iter().any(|(p, _)| *p == k.problem) {
+            continue;
+        }
+        let picks: Vec<(usize, String)> = k
+            .candidate_knobs
+            .iter()
+            .enumerate()
+            .filter(|(_, json)| {
+                let knobs: serde_json::Value = serde_json::from_str(json).unwrap();
+                knobs["lane_group"].as_u64().unwrap() > 1
+            })
+            .map(|(i, json)| (i, json.clone()))
+            .collect();
+        if !picks.is_empty() {
+            lanes.push((k.problem.clone(), picks));
+        }
+    }
+    if lanes.is_empty() {
+        return vec![format!(
+            "{}: no GEMV has lane-group candidates",
+            spec.label()
+        )];
+    }
+    let rounds = lanes.iter().map(|(_, p)| p.len()).max().unwrap();
+    let mut failures = Vec::new();
+    for round in 0..rounds {
+        let mut tuning = TuningChoice::defaults();
+        let mut picked = Vec::new();
+        for (problem, picks) in &lanes {
+            if let Some((i, json)) = picks.get(round) {
+                tuning.pick(problem.clone(), *i);
+                picked.push(format!("{problem} #{i} {json}"));
+            }
+        }
+        eprintln!(
+            "{} lane round {round}:\n  {}",
+            spec.label(),
+            picked.join("\n  ")
+        );
+        let config = ExecutorConfig::new(N_CTX);
+        let gpu = match GpuBackend::load_tuned(runtime.clone(), model.clone(), config, &tuning) {
+            Ok(gpu) => gpu,
+            Err(e) => {
+                failures.push(format!(
+                    "{} lane round {round}: cannot load: {e}",
+                    spec.label()
+                ));
+                continue;
+            }
+        };
+        let mut h = Harness {
+            model: &model,
+            gpu,
+            failures: Vec::new(),
+            label: format!("{} lanes #{round}", spec.label()),
+        };
+        let program = &model.program;
+        for (section, layer, steps) in [
+            (Section::Block, Some(0), &program.block),
+            (Section::Epilogue, None, &program.epilogue),
+        ] {
+            let mut index = 0;
+            while index < steps.len() {
+                let site = StepSite {
+                    section,
+                    index,
+                    layer,
+                };
+                let fusion = h.gpu.fusion_at(site, 1).cloned();
+                let (first, len) = fusion.as_ref().map_or((index, 1), |f| (f.first, f.len));
+                if steps[first..first + len].iter().any(|s| s.op == Op::Matmul) {
+                    h.check_unit(site, steps, fusion.as_ref(), 1, 41 + index as u64);
+                }
+                index += len;
+            }
+        }
+        failures.extend(h.failures);
+    }
+    failures
+}
+
+/// Llama3-8b's shapes (K = 4096 and 14336: groups of 8 and 4) in the three lane-group formats,
+/// and qwen2.5-0.5b's (K = 896: groups of 4 only; K = 4864).
+#[test]
+fn decode_gemv_every_lane_group_candidate() {
+    let mut specs: Vec<SynthModel> = ["Q4_0", "Q8_0", "Q4_1"]
+        .into_iter()
+        .map(|w| {
+            let mut spec = SynthModel::new("llama3-8b", 1, w);
+            spec.n_vocab = Some(2048);
+            spec
+        })
+        .collect();
+    specs.push(SynthModel::new("qwen2.5-0.5b", 1, "Q4_0"));
+    check_models(specs, check_gemv_lane_candidates);
 }
 
 #[test]

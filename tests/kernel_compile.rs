@@ -4,9 +4,9 @@
 //!
 //! By default it compiles, per target: the whole kernel set of three real model shapes
 //! (SmolLM2-135M in Q4_1, Qwen2.5-0.5B in Q8_0 with fused QKV, Llama-3-8B in Q4_K) and, for every
-//! weight format, its GEMV, GEMM and embedding kernels. Shapes only change constants, formats and
-//! ops change code, so this covers every template path in about a tenth of the full cross product;
-//! `ROCMFORGE_COMPILE_ALL=1` compiles every shape x every format instead. Results are cached (in
+//! weight format, its GEMV, GEMM and embedding kernels and the GEMV's lane groups. Shapes only
+//! change constants, formats and ops change code, so this covers every template path in about a
+//! tenth of the full cross product; `ROCMFORGE_COMPILE_ALL=1` compiles every shape x every format instead. Results are cached (in
 //! `$ROCMFORGE_CACHE_DIR`, else under the test's target directory), so reruns of unchanged kernels
 //! are instant.
 
@@ -16,6 +16,7 @@ use rocmforge::codegen::cache::{compile_all, KernelCache};
 use rocmforge::codegen::compiler::{compiler_for, Platform, Target};
 use rocmforge::codegen::context::Tunable;
 use rocmforge::codegen::ops::attention::{AttentionKnobs, AttentionPhase, AttentionShape};
+use rocmforge::codegen::ops::matmul::{GemvEpilogue, GemvSegment};
 use rocmforge::codegen::ops::rope::RotaryPairs;
 use rocmforge::codegen::ops::{
     AttentionContext, EmbedContext, GemmContext, GemmTilesContext, GemvContext,
@@ -150,6 +151,15 @@ fn kernels(target: &Target, renderer: &Renderer) -> BTreeMap<String, KernelSpec>
                 let k = spec(KernelKind::MatmulGemv, gemv.with_knobs(knobs), renderer);
                 out.insert(k.name.clone(), k);
             }
+            // Lane groups: every candidate for Q4_0, those with rounds of two groups or a
+            // preloaded round for the other formats with a dot from registers.
+            let lanes = |k: &rocmforge::codegen::ops::matmul::GemvKnobs| {
+                k.lane_group > 1 && (format == GgmlType::Q4_0 || k.unroll > 1 || k.preload)
+            };
+            for knobs in gemv.candidates().iter().filter(|k| lanes(k)) {
+                let k = spec(KernelKind::MatmulGemv, gemv.with_knobs(knobs), renderer);
+                out.insert(k.name.clone(), k);
+            }
             // The matrix-tile GEMM's default for every format, and every tuning candidate for
             // the formats with an int8 variant (the knobs change code paths: pipelining, tile
             // loops, the int8 template with the format's i8_chunk).
@@ -161,6 +171,25 @@ fn kernels(target: &Target, renderer: &Renderer) -> BTreeMap<String, KernelSpec>
                 };
                 for knobs in candidates {
                     let k = spec(KernelKind::MatmulGemm, tiles.with_knobs(&knobs), renderer);
+                    out.insert(k.name.clone(), k);
+                }
+            }
+        }
+        // Llama3-8b Q4_0's gate/up (norm, silu_mul) and down (residual) GEMVs with every lane
+        // group candidate, for NVRTC's register and spill counts at the shapes they are for.
+        if target.platform == Platform::Cuda {
+            for (k, n, norm, epilogue) in [
+                (4096, 14336, Some(1e-5), GemvEpilogue::SiluMul),
+                (14336, 4096, None, GemvEpilogue::Residual),
+            ] {
+                let segments = match epilogue {
+                    GemvEpilogue::SiluMul => 2,
+                    _ => 1,
+                };
+                let segments = vec![GemvSegment::new(GgmlType::Q4_0, n); segments];
+                let gemv = GemvContext::fused(target, k, segments, norm, epilogue);
+                for knobs in gemv.candidates().iter().filter(|k| k.lane_group > 1) {
+                    let k = spec(KernelKind::MatmulGemv, gemv.with_knobs(knobs), renderer);
                     out.insert(k.name.clone(), k);
                 }
             }

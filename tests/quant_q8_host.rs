@@ -1,5 +1,6 @@
-//! The int8 path of the weight snippets: every format's `dot_chunk_q8` compiled as host C++ and
-//! compared with independent oracles on random valid blocks and random x, and the device x
+//! The int8 path of the weight snippets: every format's `dot_chunk_q8` (and `dot_words_q8` of the
+//! formats with one, on lane groups copied into registers) compiled as host C++ and compared
+//! with independent oracles on random valid blocks and random x, and the device x
 //! quantizer (`quant/x_q8.hip.tera`) executed by the host simulator and compared with ggml's
 //! quantize_row_q8_1 rule written out here. Skips with a printed reason without a host compiler.
 
@@ -25,6 +26,9 @@ const ROWS: usize = 6;
 /// dot_chunk_q8 against the exact dot with the same int8 x: only f32 rounding of the scale
 /// products and the chunk sum differ (about 1e-7 of sum |w x| seen), as a share of sum |w x|.
 const TIGHT: f64 = 2e-6;
+/// Blocks per lane group in the `dot_words_q8` runs: 8 covers every byte offset mod 4 that
+/// groups of 4 have (Q4_0 and Q8_0 blocks start at 0 and 2 mod 4 in turn).
+const WORDS_GROUP: usize = 8;
 
 /// xq, then xd, then xs, as the host program reads them.
 fn q8_bytes(x: &Q8x) -> Vec<u8> {
@@ -61,6 +65,21 @@ fn program(layouts: &[WeightLayout]) -> String {
             t = l.tag
         )
         .unwrap();
+        if l.words_dot {
+            // `<tag>_words`: the same dots from lane groups of WORDS_GROUP blocks copied into
+            // registers, each block dotted at its byte offset by dot_words_q8.
+            writeln!(
+                dispatch,
+                "    if (!std::strcmp(argv[1], \"{t}_words\")) {{ using namespace {t}; constexpr int G = {WORDS_GROUP};\n\
+                 \x20       const size_t rb = (size_t)({K} / QK) * QBYTES;\n\
+                 \x20       for (int r = 0; r < {ROWS}; ++r) {{ float acc = 0.0f;\n\
+                 \x20           for (int g = 0; g < {K} / CHUNK / G; ++g) {{ u32 words[G * QBYTES / 4]; std::memcpy(words, w + r * rb + (size_t)g * G * QBYTES, sizeof words);\n\
+                 \x20               for (int b = 0; b < G; ++b) {{ const int c = g * G + b; int xv[8]; ld_x_q8(xq, c, xv); acc += dot_words_q8(words, b * QBYTES, xv, xd[c], xs[c]); }} }}\n\
+                 \x20           out[r] = acc; }} }}",
+                t = l.tag
+            )
+            .unwrap();
+        }
     }
     write!(
         src,
@@ -112,6 +131,7 @@ fn int8_dot_snippets_match_the_dequantized_dot() {
     std::fs::create_dir_all(&dir).unwrap();
     let layouts = int8_layouts();
     assert_eq!(layouts.len(), 10, "every integer format has an int8 dot");
+    assert_eq!(layouts.iter().filter(|l| l.words_dot).count(), 3);
     let Some(exe) = build(&dir, &program(&layouts)) else {
         return;
     };
@@ -120,48 +140,58 @@ fn int8_dot_snippets_match_the_dequantized_dot() {
         let bytes = quantize::random_blocks(l.format, K * ROWS, &mut rng, 2.0);
         let x = random_x(&mut rng);
         let xq = Q8x::new(&x);
-        let x_dq = xq.dequantized();
         let (w_path, x_path) = (dir.join("w.bin"), dir.join("x.bin"));
         std::fs::write(&w_path, &bytes).unwrap();
         std::fs::write(&x_path, q8_bytes(&xq)).unwrap();
-        let got = run_f32(&exe, &[Path::new(l.tag), &w_path, &x_path]);
         let mut w = vec![0f32; K * ROWS];
         dequant::dequantize(l.format, &bytes, &mut w).unwrap();
-        for r in 0..ROWS {
-            let row = &w[r * K..(r + 1) * K];
-            let g = got[r] as f64;
-            // The same int8 x: only float rounding differs.
-            let exact = dot(row, &x_dq);
-            let tight = TIGHT * abs_dot(row, &x_dq);
-            assert!(
-                (g - exact).abs() <= tight,
-                "{} row {r}: int8 dot {g}, exact dot with the int8 x {exact} (tolerance {tight})",
-                l.tag
-            );
-            // The tolerance catches a snippet pairing weights with the wrong x values.
-            let wrong = dot(&swap_halves(row), &x_dq);
-            assert!(
-                (wrong - exact).abs() > tight,
-                "{} row {r}: the tolerance would not catch swapped halves",
-                l.tag
-            );
-            // Against f32 x: each int8 x value is off by at most d / 2 = max|x of its block| / 254.
-            let plain = dot(row, &x);
-            let bound: f64 = row
-                .iter()
-                .enumerate()
-                .map(|(k, v)| (v.abs() * xq.d[k / 32]) as f64 / 2.0)
-                .sum::<f64>()
-                * (1.0 + 1e-6)
-                + tight;
-            assert!(
-                (g - plain).abs() <= bound,
-                "{} row {r}: int8 dot {g}, f32 dot {plain} (bound {bound})",
-                l.tag
-            );
+        let mut modes = vec![l.tag.to_string()];
+        if l.words_dot {
+            modes.push(format!("{}_words", l.tag));
+        }
+        for mode in modes {
+            let got = run_f32(&exe, &[Path::new(&mode), &w_path, &x_path]);
+            assert_eq!(got.len(), ROWS, "{mode}");
+            check_rows(&mode, &got, &w, &x, &xq);
         }
     }
     std::fs::remove_dir_all(&dir).ok();
+}
+
+/// Each row's int8 dot `got[r]` against the exact dot with the same int8 x, and against f32 x
+/// within the int8 rounding bound.
+fn check_rows(tag: &str, got: &[f32], w: &[f32], x: &[f32], xq: &Q8x) {
+    let x_dq = xq.dequantized();
+    for r in 0..ROWS {
+        let row = &w[r * K..(r + 1) * K];
+        let g = got[r] as f64;
+        // The same int8 x: only float rounding differs.
+        let exact = dot(row, &x_dq);
+        let tight = TIGHT * abs_dot(row, &x_dq);
+        assert!(
+            (g - exact).abs() <= tight,
+            "{tag} row {r}: int8 dot {g}, exact dot with the int8 x {exact} (tolerance {tight})"
+        );
+        // The tolerance catches a snippet pairing weights with the wrong x values.
+        let wrong = dot(&swap_halves(row), &x_dq);
+        assert!(
+            (wrong - exact).abs() > tight,
+            "{tag} row {r}: the tolerance would not catch swapped halves"
+        );
+        // Against f32 x: each int8 x value is off by at most d / 2 = max|x of its block| / 254.
+        let plain = dot(row, x);
+        let bound: f64 = row
+            .iter()
+            .enumerate()
+            .map(|(k, v)| (v.abs() * xq.d[k / 32]) as f64 / 2.0)
+            .sum::<f64>()
+            * (1.0 + 1e-6)
+            + tight;
+        assert!(
+            (g - plain).abs() <= bound,
+            "{tag} row {r}: int8 dot {g}, f32 dot {plain} (bound {bound})"
+        );
+    }
 }
 
 /// A kernel staging x with quantize_x_q8 (blocks loaded `unroll` per warp at a time) in shared

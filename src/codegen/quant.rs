@@ -21,6 +21,10 @@ pub struct WeightLayout {
     /// The snippet defines `dot_chunk_q8` (integer quants dotted with int8 x by dp4a); its chunk is
     /// then one 32-value x block. Plain floats have no integer quants to dot.
     pub int8_dot: bool,
+    /// The snippet also defines `dot_words_q8`: that dot for a block at a byte offset of words
+    /// already in registers, which the GEMV's lane groups (aligned vector loads of several
+    /// consecutive blocks) use.
+    pub words_dot: bool,
 }
 
 const LAYOUTS: &[WeightLayout] = &[
@@ -53,6 +57,7 @@ const fn layout(
         block_bytes,
         chunk,
         int8_dot: block_values > 1,
+        words_dot: matches!(format, GgmlType::Q4_0 | GgmlType::Q4_1 | GgmlType::Q8_0),
     }
 }
 

@@ -51,6 +51,7 @@ const TEMPLATES: &[(&str, &str)] = embedded![
     "embed.hip.tera",
     "rmsnorm.hip.tera",
     "matmul_gemv.hip.tera",
+    "matmul_gemv_lanes.hip.tera",
     "matmul_gemm.hip.tera",
     "matmul_gemm_tiles.hip.tera",
     "matmul_gemm_tiles_q8.hip.tera",

@@ -5,6 +5,8 @@
 //! the flash-decoding merge are checked against the CPU engine without a GPU.
 #![allow(dead_code)]
 
+pub mod fused;
+
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -50,6 +52,12 @@ static inline int __builtin_amdgcn_sdot4(int a, int b, int c, bool) {
     for (int i = 0; i < 4; ++i) c += (int)(signed char)(a >> 8 * i) * (int)(signed char)(b >> 8 * i);
     return c;
 }
+// The HIP prelude's rf_funnel_r: (hi:lo) >> s, low 32 bits.
+static inline unsigned __builtin_amdgcn_alignbit(unsigned hi, unsigned lo, unsigned s) {
+    return (unsigned)((((unsigned long long)hi << 32) | lo) >> (s & 31));
+}
+// The HIP prelude's rf_loads_issued: a scheduling barrier, nothing to do on the host.
+static inline void __builtin_amdgcn_wave_barrier() {}
 static inline int min(int a, int b) { return a < b ? a : b; }
 static inline int max(int a, int b) { return a > b ? a : b; }
 static inline unsigned atomicAdd(unsigned* p, unsigned v) { return __atomic_fetch_add(p, v, __ATOMIC_SEQ_CST); }
@@ -156,6 +164,18 @@ pub fn host_templates(name: &str) -> PathBuf {
     dir
 }
 
+/// The host build: every typed load from an address not aligned to its type (a `uint4` from one
+/// not a multiple of 16) aborts the run, as a misaligned vector load faults on a GPU; x86 would
+/// otherwise just load it.
+const SIM_FLAGS: &[&str] = &[
+    "-std=c++20",
+    "-O1",
+    "-pthread",
+    "-w",
+    "-fsanitize=alignment",
+    "-fno-sanitize-recover=alignment",
+];
+
 /// One launch: the kernel, its launch geometry, its buffers, and the call with buffers `B[i]`.
 pub struct Launch {
     pub spec: KernelSpec,
@@ -216,8 +236,7 @@ fn run_blocks(name: &str, launches: &mut [Launch], reverse: bool) -> Option<()> 
         "int main(int argc, char** argv) {{\n    std::vector<size_t> lens;\n    std::vector<unsigned char*> B = sim_read(argv[2], lens);\n    switch (std::atoi(argv[1])) {{\n{cases}    default: return 2;\n    }}\n    sim_write(argv[3], B, lens);\n}}\n"
     )
     .unwrap();
-    let exe = match host_cxx::compile(&dir, "sim", &src, &["-std=c++20", "-O1", "-pthread", "-w"])?
-    {
+    let exe = match host_cxx::compile(&dir, "sim", &src, SIM_FLAGS)? {
         Ok(exe) => exe,
         Err(err) if err.contains("<barrier>") || err.contains("_Float16") => {
             eprintln!("skipped: host C++ compiler lacks C++20 <barrier> or _Float16: {err}");
@@ -344,6 +363,7 @@ pub fn gemv_knobs(rows_per_block: u32, rows_per_warp: u32, split_k: u32, tokens:
         unroll: 1,
         row_groups: 1,
         preload: false,
+        lane_group: 0,
     }
 }
 
@@ -370,6 +390,14 @@ pub fn gemv_wide(knobs: GemvKnobs, unroll: u32, row_groups: u32) -> GemvKnobs {
 pub fn gemv_preload(knobs: GemvKnobs) -> GemvKnobs {
     GemvKnobs {
         preload: true,
+        ..knobs
+    }
+}
+
+/// `knobs` with lane groups of `lane_group` blocks (int8 x).
+pub fn gemv_lanes(knobs: GemvKnobs, lane_group: u32) -> GemvKnobs {
+    GemvKnobs {
+        lane_group,
         ..knobs
     }
 }

@@ -19,7 +19,8 @@ pub const HOST_SHIM: &str = r#"
 #define __device__
 #define __forceinline__ inline
 #define __restrict__
-struct uint4 { unsigned x, y, z, w; };
+struct alignas(16) uint4 { unsigned x, y, z, w; };
+struct alignas(8) uint2 { unsigned x, y; };
 struct float4 { float x, y, z, w; };
 static inline float4 make_float4(float a, float b, float c, float d) { return float4{a, b, c, d}; }
 constexpr int WARP_SIZE = 32;
@@ -31,6 +32,9 @@ static inline void rf_let_successor_launch() {}
 static inline int rf_dp4a(int a, int b, int c) {
     for (int i = 0; i < 4; ++i) c += (int)(signed char)(a >> 8 * i) * (int)(signed char)(b >> 8 * i);
     return c;
+}
+static inline unsigned rf_funnel_r(unsigned lo, unsigned hi, int s) {
+    return (unsigned)((((unsigned long long)hi << 32) | lo) >> s);
 }
 static inline unsigned short __ushort_as_half(unsigned short bits) { return bits; }
 static inline float __half2float(unsigned short h) {

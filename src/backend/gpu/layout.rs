@@ -9,7 +9,9 @@ use crate::graph::ValueInfo;
 use crate::plan::Hparams;
 
 /// Offsets are rounded up to this many bytes: enough for 16-byte vector loads and for the
-/// 256-byte alignment the CUDA and HIP allocators themselves guarantee.
+/// 256-byte alignment the CUDA and HIP allocators themselves guarantee. The decode GEMV's lane
+/// groups (`codegen::ops::gemv_lanes`) read weight rows with 16-byte loads from the tensor's
+/// start on and rely on it.
 pub const ALIGN: usize = 256;
 
 pub fn align_up(bytes: usize) -> usize {

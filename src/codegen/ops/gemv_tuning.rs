@@ -70,6 +70,7 @@ impl GemvContext {
             unroll,
             row_groups: if big && wide { 2 } else { 1 },
             preload: false,
+            lane_group: 0,
         };
         let x_int8 = self.with_knobs(&knobs).validate().is_ok();
         GemvKnobs { x_int8, ..knobs }
@@ -98,6 +99,7 @@ impl Tunable for GemvContext {
             unroll: self.unroll,
             row_groups: self.row_groups,
             preload: self.preload,
+            lane_group: self.lane_group,
         }
     }
     fn candidates(&self) -> Vec<GemvKnobs> {
@@ -149,6 +151,7 @@ impl Tunable for GemvContext {
                     unroll: 1,
                     row_groups: 1,
                     preload: false,
+                    lane_group: 0,
                 });
             }
         }
@@ -208,8 +211,11 @@ impl Tunable for GemvContext {
                 unroll: 1,
                 row_groups: 1,
                 preload: false,
+                lane_group: 0,
             });
         }
+        // Last, so that the indices of the candidates above (tuning databases) stay as they were.
+        list.extend(self.lane_group_candidates(&default));
         valid_candidates(self, list)
     }
     fn with_knobs(&self, knobs: &GemvKnobs) -> Self {
@@ -223,6 +229,7 @@ impl Tunable for GemvContext {
             unroll: knobs.unroll,
             row_groups: knobs.row_groups,
             preload: knobs.preload,
+            lane_group: knobs.lane_group,
             ..self.clone()
         }
     }

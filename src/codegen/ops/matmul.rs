@@ -25,6 +25,9 @@ pub const GEMV_MAX_SEGMENTS: usize = 3;
 pub const GEMV_MAX_UNROLL: u32 = 8;
 /// Most row groups one GEMV block computes (`GemvContext::row_groups`).
 pub const GEMV_MAX_ROW_GROUPS: u32 = 16;
+/// Most quant blocks in one GEMV lane group (`GemvContext::lane_group`; its registers: 68 words
+/// per row of Q8_0 at 8).
+pub const GEMV_MAX_LANE_GROUP: u32 = 8;
 
 /// What the GEMV does with its rows (see `templates/matmul_gemv.hip.tera`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -99,6 +102,10 @@ pub struct GemvContext {
     /// registers held through it (86-128 per thread at unroll 4 on sm_90, from 64) can halve
     /// the blocks resident per SM.
     pub preload: bool,
+    /// Quant blocks per lane group (0 or 1: off; see `gemv_lanes`): with int8 x each lane owns
+    /// groups of this many consecutive blocks of a row, read with aligned 16- or 8-byte vector
+    /// loads, and rows of fewer groups than a warp has lanes share the warp.
+    pub lane_group: u32,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -112,6 +119,7 @@ pub struct GemvKnobs {
     pub unroll: u32,
     pub row_groups: u32,
     pub preload: bool,
+    pub lane_group: u32,
 }
 
 impl GemvContext {
@@ -148,6 +156,7 @@ impl GemvContext {
             unroll: 1,
             row_groups: 1,
             preload: false,
+            lane_group: 0,
         };
         ctx.with_knobs(&ctx.default_knobs())
     }
@@ -265,14 +274,16 @@ impl OpContext for GemvContext {
             },
         )?;
         require(
-            !self.preload || (self.x_int8 && self.unroll > 1 && self.raw_chunks()),
+            !self.preload
+                || (self.x_int8 && (self.lane_groups() || self.unroll > 1 && self.raw_chunks())),
             self,
             || {
-                "preloading a round needs int8 x, unroll above 1 and formats with split dots \
-                 (Q4_0, Q8_0)"
+                "preloading a round needs int8 x, and lane groups or unroll above 1 and formats \
+                 with split dots (Q4_0, Q8_0)"
                     .to_string()
             },
         )?;
+        self.validate_lane_group()?;
         if self.x_int8 {
             require(self.int8_dot(), self, || {
                 "int8 x needs weight formats with an int8 dot (not F32/F16/BF16)".to_string()
@@ -311,7 +322,7 @@ impl OpContext for GemvContext {
         norm + partial + x_int8
     }
     fn grid_rule(&self) -> GridRule {
-        let rows = (self.rows_per_block * self.rows_per_warp) as usize;
+        let rows = (self.rows_per_block * self.rows_per_warp * self.subwarps()) as usize;
         let groups = self.blocks(rows);
         GridRule {
             x: Extent::Fixed(groups.div_ceil(self.row_groups.max(1) as usize) as u32),

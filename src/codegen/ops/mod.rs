@@ -5,6 +5,7 @@ pub mod argmax;
 pub mod attention;
 pub mod elementwise;
 pub mod embed;
+mod gemv_lanes;
 mod gemv_tuning;
 pub mod matmul;
 pub mod matmul_tiles;
