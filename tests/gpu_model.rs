@@ -243,7 +243,10 @@ fn decode_timing_report() {
             next = gpu.forward_argmax(&[next], pos).unwrap();
         }
         let ms = began.elapsed().as_secs_f64() * 1e3 / steps as f64;
-        // The same steps again as one greedy run: inputs fed on the device.
+        // The same steps again as one greedy run: inputs fed on the device (its graph of
+        // RUN_STEPS steps captured first, as the single step's was).
+        gpu.greedy_run(next, tokens.len() + 1, RUN_STEPS, &mut |_| true)
+            .unwrap();
         let began = Instant::now();
         gpu.greedy_run(next, tokens.len() + 1, steps, &mut |_| true)
             .unwrap();

@@ -24,7 +24,7 @@ use crate::backend::gpu::{
     DeviceBuffer, Event, GpuBackend, GpuError, GpuRuntime, Graph, Section, StepSite,
 };
 use crate::codegen::Phase;
-use crate::graph::{Fusions, ValueId};
+use crate::graph::{Fusions, Step, ValueId};
 use crate::plan::Model;
 use crate::util::rng::Rng;
 
@@ -160,9 +160,27 @@ fn run_seeded(
     Ok(outputs)
 }
 
-/// The values the launches of the workload's check site write, with the installed kernels.
-/// A fused kernel leaves the intermediate values of its steps unwritten: those (still all
-/// `UNWRITTEN`) are left out. Leaves the I/O block (tokens, position) set for a timing of `w`.
+/// The values of `steps` (a group launched together) that the launches must leave right: each
+/// written value that no step after its last write reads. A fused kernel need not write the
+/// others (nothing outside its run reads them, see `graph::fuse`), and one computed in place,
+/// like a rotated q, may keep its input data there.
+pub fn live_outputs(steps: &[Step]) -> Vec<ValueId> {
+    let mut live = Vec::new();
+    for (i, step) in steps.iter().enumerate() {
+        for &v in &step.outputs {
+            let rewritten = steps[i + 1..].iter().any(|s| s.outputs.contains(&v));
+            let read_later = steps[i + 1..].iter().any(|s| s.inputs.contains(&v));
+            if !rewritten && !read_later && !live.contains(&v) {
+                live.push(v);
+            }
+        }
+    }
+    live
+}
+
+/// The live outputs (`live_outputs`) of the launches of the workload's check site, with the
+/// installed kernels; one a kernel leaves unwritten (still all `UNWRITTEN`) is left out. Leaves
+/// the I/O block (tokens, position) set for a timing of `w`.
 pub fn check_outputs(
     backend: &mut GpuBackend,
     model: &Model,
@@ -172,8 +190,14 @@ pub fn check_outputs(
     if w.pos0 > 0 && site.section == Section::Block {
         run_seeded(backend, model, site, w.pos0, 0, 0x68697374)?;
     }
+    let fusions = Fusions::of(&model.program);
+    let steps = model.program.section(site.section);
+    let live = live_outputs(&steps[group(model, &fusions, site, Phase::of(w.n_tokens as u32))]);
     let mut written = Vec::new();
     for value in run_seeded(backend, model, site, w.n_tokens, w.pos0, 0x636865636b)? {
+        if !live.contains(&value) {
+            continue;
+        }
         let rows = backend.value_rows(value, w.n_tokens)?;
         if !rows.iter().all(|v| v.to_bits() == UNWRITTEN.to_bits()) {
             written.push((value, rows));
@@ -330,6 +354,7 @@ pub fn time_kernel(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::graph::Op;
 
     fn outputs(values: &[&[f32]]) -> Outputs {
         values
@@ -376,6 +401,40 @@ mod tests {
         // Values the candidate writes beyond the default's are not compared.
         let more = vec![(0, vec![1.0, 2.0]), (1, vec![9.0])];
         assert_eq!(difference(&more, &want).nmse, 0.0);
+    }
+
+    fn step(op: Op, inputs: &[usize], outputs: &[usize]) -> Step {
+        Step {
+            op,
+            inputs: inputs.to_vec(),
+            weights: Vec::new(),
+            outputs: outputs.to_vec(),
+            params: Vec::new(),
+            name: op.name().to_string(),
+        }
+    }
+
+    #[test]
+    fn only_values_no_later_step_of_the_group_reads_are_compared() {
+        // q = rope(q); k = rope(k); a = attention(q, k, v): the rotated q and k (in place) are
+        // the fused kernel's business, the attention output is what must match.
+        let rope_attention = [
+            step(Op::Rope, &[2], &[2]),
+            step(Op::Rope, &[3], &[3]),
+            step(Op::Attention, &[2, 3, 4], &[5]),
+        ];
+        assert_eq!(live_outputs(&rope_attention), vec![5]);
+        // h = rmsnorm(x); q, k, v = matmuls of h: all three projections are live.
+        let qkv = [
+            step(Op::RmsNorm, &[0], &[1]),
+            step(Op::Matmul, &[1], &[2]),
+            step(Op::Matmul, &[1], &[3]),
+            step(Op::Matmul, &[1], &[4]),
+        ];
+        assert_eq!(live_outputs(&qkv), vec![2, 3, 4]);
+        // o = matmul(a); x = add(x, o): the residual stream, written last, is live.
+        let residual = [step(Op::Matmul, &[5], &[6]), step(Op::Add, &[0, 6], &[0])];
+        assert_eq!(live_outputs(&residual), vec![0]);
     }
 
     #[test]
