@@ -8,6 +8,7 @@
 #   tune  (carry .devcarry/smol.part1, machine still warm): tune the decode GEMVs and attention of
 #         qwen2.5-0.5b Q4_0 and the GEMVs of llama3-8b Q4_0, each followed by both benches; a
 #         per-kernel profile of qwen2.5-0.5b's decode.
+#   retune, resmol: the same again after a fix to tuning, in two calls (see their comments).
 #   smol  (carry .devcarry/smol.part2, machine still warm): join SmolLM2, verify, bench it and the
 #         other models, time to first token (qwen2.5-0.5b, empty and filled kernel cache), tune
 #         SmolLM2, bench it again.
@@ -132,7 +133,37 @@ smol)
     bench smollm2
     log "smol done"
     ;;
-*) echo "usage: $0 main|tune|smol"; exit 2 ;;
+retune)
+    # A fresh machine after a fix to tuning: rocmforge and gpu_tune only (.devcarry/bin), the
+    # llama.cpp source and the first half of SmolLM2 (the second comes with `smol`).
+    cp .devcarry/bin/* "$W/bin/" && chmod +x "$W"/bin/*
+    cp .devcarry/smol.part1 "$W/"
+    start_llama_build
+    for t in Q8_0 Q4_0; do synth "qwen05-$t" qwen2.5-0.5b $t; done
+    setsid nohup bash -c "[ -f $M/l8b-Q4_0.gguf ] || $RF synth --preset llama3-8b --type Q4_0 --out $M/l8b-Q4_0.gguf; echo SYNTH_DONE" \
+        > "$W/logs/synth8b.log" 2>&1 < /dev/null &
+    OUT=$W/gpucheck timeout 120 tools/device/gpu-check.sh "$W/bin" gpu_tune > "$W/logs/gpu-check.log" 2>&1
+    echo "## GPU tests" >> "$S"; cat "$W/gpucheck/summary.txt" >> "$S" 2>/dev/null
+    echo -e "\n## tune (each database entry applies to every later run)" >> "$S"
+    tune qwen05-Q4_0 60 --only matmul_gemv --only attention
+    tune qwen05-Q8_0 60 --only matmul_gemv --only attention
+    for _ in $(seq 100); do grep -q SYNTH_DONE "$W/logs/synth8b.log" && break; sleep 2; done
+    tune l8b-Q4_0 90 --only matmul_gemv --only attention
+    for _ in $(seq 150); do grep -q BUILD_EXIT "$W/logs/llama-build.log" && break; sleep 2; done
+    echo -e "\n## bench after tune (tok/s, median of 5; rocmforge / llama.cpp on this card)\n| model | rocmforge pp512 | llama.cpp pp512 | ratio | rocmforge tg128 | llama.cpp tg128 | ratio | roofline share |\n|---|---|---|---|---|---|---|---|" >> "$S"
+    for m in qwen05-Q4_0 qwen05-Q8_0 l8b-Q4_0; do bench "$m"; grep -h "^tuning" "$W/logs/rf-$m.txt" >> "$S"; done
+    log "retune done"
+    ;;
+resmol)
+    cat "$W/smol.part1" .devcarry/smol.part2 > "$M/smollm2.gguf"
+    sha256sum "$M/smollm2.gguf" | tee -a "$W/logs/session.log"
+    tune smollm2 40 --only matmul_gemv --only attention
+    echo -e "\n| model | rocmforge pp512 | llama.cpp pp512 | ratio | rocmforge tg128 | llama.cpp tg128 | ratio | roofline share |\n|---|---|---|---|---|---|---|---|" >> "$S"
+    bench smollm2; grep -h "^tuning" "$W/logs/rf-smollm2.txt" >> "$S"
+    verify smollm2
+    log "resmol done"
+    ;;
+*) echo "usage: $0 main|tune|smol|retune|resmol"; exit 2 ;;
 esac
 cp "$S" "$OUT/summary.md" 2>/dev/null
 tar czf "$OUT/logs.tgz" -C "$W" logs gpucheck 2>/dev/null
