@@ -134,16 +134,14 @@ smol)
     log "smol done"
     ;;
 retune)
-    # A fresh machine after a fix to tuning: rocmforge and gpu_tune only (.devcarry/bin), the
-    # llama.cpp source and the first half of SmolLM2 (the second comes with `smol`).
+    # A fresh machine after a fix to tuning: rocmforge only (.devcarry/bin), the llama.cpp source
+    # and the first half of SmolLM2 (the second comes with `resmol`); no room for test binaries.
     cp .devcarry/bin/* "$W/bin/" && chmod +x "$W"/bin/*
     cp .devcarry/smol.part1 "$W/"
     start_llama_build
     for t in Q8_0 Q4_0; do synth "qwen05-$t" qwen2.5-0.5b $t; done
     setsid nohup bash -c "[ -f $M/l8b-Q4_0.gguf ] || $RF synth --preset llama3-8b --type Q4_0 --out $M/l8b-Q4_0.gguf; echo SYNTH_DONE" \
         > "$W/logs/synth8b.log" 2>&1 < /dev/null &
-    OUT=$W/gpucheck timeout 120 tools/device/gpu-check.sh "$W/bin" gpu_tune > "$W/logs/gpu-check.log" 2>&1
-    echo "## GPU tests" >> "$S"; cat "$W/gpucheck/summary.txt" >> "$S" 2>/dev/null
     echo -e "\n## tune (each database entry applies to every later run)" >> "$S"
     tune qwen05-Q4_0 60 --only matmul_gemv --only attention
     tune qwen05-Q8_0 60 --only matmul_gemv --only attention
