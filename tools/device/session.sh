@@ -9,6 +9,7 @@
 #         qwen2.5-0.5b Q4_0 and the GEMVs of llama3-8b Q4_0, each followed by both benches; a
 #         per-kernel profile of qwen2.5-0.5b's decode.
 #   retune, resmol: the same again after a fix to tuning, in two calls (see their comments).
+#   final1, final2: defaults and tuned benches, the GPU op tests and SmolLM2, in two calls.
 #   smol  (carry .devcarry/smol.part2, machine still warm): join SmolLM2, verify, bench it and the
 #         other models, time to first token (qwen2.5-0.5b, empty and filled kernel cache), tune
 #         SmolLM2, bench it again.
@@ -54,6 +55,12 @@ bench() { # model: rocmforge and llama-bench on the same card, one row of the ta
     timeout 200 $RF bench --gguf "$M/$m.gguf" --device cuda -p 512 -n 128 -r 5 --json "$W/logs/rf-$m.json" > "$W/logs/rf-$m.txt" 2>&1
     timeout 200 "$W/llama/build/bin/llama-bench" -m "$M/$m.gguf" -ngl 99 -fa 1 -p 512 -n 128 -r 5 -o json > "$W/logs/lc-$m.json" 2> "$W/logs/lc-$m.err"
     python3 tools/device/compare.py "$m" "$W/logs/rf-$m.json" "$W/logs/lc-$m.json" >> "$S"
+}
+
+rf_bench() { # model tag: rocmforge's bench alone, as JSON for a later row beside llama.cpp
+    local m=$1 tag=$2
+    log "rocmforge bench $m ($tag)"
+    timeout 200 $RF bench --gguf "$M/$m.gguf" --device cuda -p 512 -n 128 -r 5 --json "$W/logs/rf-$tag-$m.json" > "$W/logs/rf-$tag-$m.txt" 2>&1
 }
 
 tune() { # model budget [tune args]: rocmforge tune (its database applies to every later run)
@@ -161,7 +168,47 @@ resmol)
     verify smollm2
     log "resmol done"
     ;;
-*) echo "usage: $0 main|tune|smol|retune|resmol"; exit 2 ;;
+final1)
+    # The last fresh machine: rocmforge alone (.devcarry/bin), the llama.cpp source and the first
+    # half of SmolLM2. Benches of the defaults, then after tuning qwen2.5-0.5b Q4_0, all beside
+    # llama.cpp built in this call.
+    cp .devcarry/bin/* "$W/bin/" && chmod +x "$W"/bin/*
+    cp .devcarry/smol.part1 "$W/"
+    start_llama_build
+    for t in Q8_0 Q4_0; do synth "qwen05-$t" qwen2.5-0.5b $t; done
+    synth l8b4-Q4_K_M llama3-8b Q4_K_M --layers 4
+    setsid nohup bash -c "[ -f $M/l8b-Q4_0.gguf ] || $RF synth --preset llama3-8b --type Q4_0 --out $M/l8b-Q4_0.gguf; echo SYNTH_DONE" \
+        > "$W/logs/synth8b.log" 2>&1 < /dev/null &
+    echo -e "\n## verify: GPU vs CPU reference\n| model | result | logits | greedy |\n|---|---|---|---|" >> "$S"
+    verify qwen05-Q4_0; verify l8b4-Q4_K_M --gen-tokens 64
+    for m in qwen05-Q4_0 qwen05-Q8_0; do rf_bench "$m" def; done
+    tune qwen05-Q4_0 45 --only matmul_gemv --only attention
+    for _ in $(seq 100); do grep -q SYNTH_DONE "$W/logs/synth8b.log" && break; sleep 2; done
+    rf_bench l8b-Q4_0 def
+    for _ in $(seq 150); do grep -q BUILD_EXIT "$W/logs/llama-build.log" && break; sleep 2; done
+    echo -e "\n## bench (tok/s, median of 5; rocmforge / llama.cpp on this card; (default) = no tuning database)\n| model | rocmforge pp512 | llama.cpp pp512 | ratio | rocmforge tg128 | llama.cpp tg128 | ratio | roofline share |\n|---|---|---|---|---|---|---|---|" >> "$S"
+    for m in qwen05-Q4_0 qwen05-Q8_0 l8b-Q4_0; do
+        bench "$m"
+        python3 tools/device/compare.py "$m (default)" "$W/logs/rf-def-$m.json" "$W/logs/lc-$m.json" >> "$S"
+    done
+    log "final1 done"
+    ;;
+final2)
+    # Right after final1: the GPU op tests (.devcarry/bin2) and SmolLM2 (second half).
+    cp .devcarry/bin2/* "$W/bin/" && chmod +x "$W"/bin/*
+    OUT=$W/gpucheck timeout 200 tools/device/gpu-check.sh "$W/bin" gpu_ops > "$W/logs/gpu-check.log" 2>&1
+    echo "## GPU tests" >> "$S"; cat "$W/gpucheck/summary.txt" >> "$S" 2>/dev/null
+    cat "$W/smol.part1" .devcarry/smol.part2 > "$M/smollm2.gguf"
+    sha256sum "$M/smollm2.gguf" | tee -a "$W/logs/session.log"
+    verify smollm2
+    rf_bench smollm2 def
+    tune smollm2 40 --only matmul_gemv --only attention
+    echo -e "\n| model | rocmforge pp512 | llama.cpp pp512 | ratio | rocmforge tg128 | llama.cpp tg128 | ratio | roofline share |\n|---|---|---|---|---|---|---|---|" >> "$S"
+    bench smollm2
+    python3 tools/device/compare.py "smollm2 (default)" "$W/logs/rf-def-smollm2.json" "$W/logs/lc-smollm2.json" >> "$S"
+    log "final2 done"
+    ;;
+*) echo "usage: $0 main|tune|smol|retune|resmol|final1|final2"; exit 2 ;;
 esac
 cp "$S" "$OUT/summary.md" 2>/dev/null
 tar czf "$OUT/logs.tgz" -C "$W" logs gpucheck 2>/dev/null
