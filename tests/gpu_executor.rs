@@ -72,13 +72,7 @@ fn kernel_args(launch: &Launch) -> (&str, Vec<u64>) {
 fn decode_schedule_follows_the_kernel_abi() {
     let model = tiny_llama();
     let (_, gpu) = backend_with(&model, Box::new(FakeKernels), ExecutorConfig::new(64));
-    let launches = gpu
-        .schedule(ScheduleRequest {
-            n_tokens: 1,
-            logits: Logits::LastRow,
-            argmax: true,
-        })
-        .unwrap();
+    let launches = decode_launches(&gpu);
     // Decode runs a llama layer in 5 launches: norm+q+k+v, attention (rotating q and k and
     // storing k and v itself), output+residual, norm+gate+up+silu_mul, down+residual
     // (graph::fuse); the epilogue's norm and LM head are one GEMV; then the argmax.
@@ -164,13 +158,7 @@ fn unfused_decode_runs_rope_store_then_attention() {
     let model = tiny_llama();
     let table = MissingKernels(KernelRole::RopeAttention);
     let (_, gpu) = backend_with(&model, Box::new(table), ExecutorConfig::new(64));
-    let launches = gpu
-        .schedule(ScheduleRequest {
-            n_tokens: 1,
-            logits: Logits::LastRow,
-            argmax: true,
-        })
-        .unwrap();
+    let launches = decode_launches(&gpu);
     assert_eq!(launches.len(), 1 + 6 * model.hparams.n_layer + 1 + 1);
     let addr = gpu.addresses();
     let arena = gpu.arena_layout();
@@ -309,13 +297,7 @@ fn decode_is_captured_once_and_replayed() {
         fake.log(),
         vec![Recorded::GraphLaunch(0), Recorded::GraphLaunch(0)]
     );
-    let decode = gpu
-        .schedule(ScheduleRequest {
-            n_tokens: 1,
-            logits: Logits::LastRow,
-            argmax: true,
-        })
-        .unwrap();
+    let decode = decode_launches(&gpu);
     assert_eq!(fake.graph(0).len(), decode.len());
     let io = fake.read_i32(gpu.addresses().io, IO_TOKENS + 1);
     assert_eq!(
@@ -343,13 +325,7 @@ fn greedy_runs_replay_multi_step_graphs_then_single_steps() {
         2,
         "one graph of RUN_STEPS steps, one of a single step"
     );
-    let decode = gpu
-        .schedule(ScheduleRequest {
-            n_tokens: 1,
-            logits: Logits::LastRow,
-            argmax: true,
-        })
-        .unwrap();
+    let decode = decode_launches(&gpu);
     assert_eq!(fake.graph(0).len(), RUN_STEPS * decode.len());
     assert_eq!(fake.graph(1).len(), decode.len());
     let mut expected = vec![Recorded::GraphLaunch(0); 2];
@@ -617,13 +593,7 @@ fn compiled_kernels_match_the_schedules(target: &str, warp_size: u32) {
             config.vendor_gemm = vendor_gemm;
             let gpu = GpuBackend::new(runtime, model.clone(), Box::new(table), config).unwrap();
             check_launch_abi(&gpu, &fake, &params);
-            let decode = gpu
-                .schedule(ScheduleRequest {
-                    n_tokens: 1,
-                    logits: Logits::LastRow,
-                    argmax: true,
-                })
-                .unwrap();
+            let decode = decode_launches(&gpu);
             let one_launch = decode
                 .iter()
                 .filter(|l| kernel_args(l).0.ends_with("(fused rope)"))
@@ -785,12 +755,16 @@ fn prefill_matmuls_stage_f16_operands_for_the_vendor_gemm() {
     );
 
     // Decode: GEMVs only.
-    let decode = gpu
-        .schedule(ScheduleRequest {
-            n_tokens: 1,
-            logits: Logits::LastRow,
-            argmax: true,
-        })
-        .unwrap();
+    let decode = decode_launches(&gpu);
     assert!(!decode.iter().any(|l| matches!(l, Launch::Gemm { .. })));
+}
+
+/// The launches of one decode step, as the executor would run them.
+fn decode_launches(gpu: &GpuBackend) -> Vec<Launch> {
+    gpu.schedule(ScheduleRequest {
+        n_tokens: 1,
+        logits: Logits::LastRow,
+        argmax: true,
+    })
+    .unwrap()
 }

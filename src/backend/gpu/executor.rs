@@ -431,48 +431,6 @@ impl GpuBackend {
         Ok(())
     }
 
-    /// Greedy decoding on the device (see `Backend::greedy_run`): runs of `RUN_STEPS` steps in
-    /// one graph while that many are wanted and fit the context, single steps for the rest; the
-    /// host reads each run's results from the ring with one copy.
-    fn greedy_steps(
-        &mut self,
-        token: u32,
-        pos0: usize,
-        max_tokens: usize,
-        on_token: &mut dyn FnMut(u32) -> bool,
-    ) -> Result<(), BackendError> {
-        let n_ctx = self.config.n_ctx;
-        check_greedy_run(pos0, max_tokens, n_ctx)?;
-        if max_tokens == 0 {
-            return Ok(());
-        }
-        check_forward(&[token], pos0, n_ctx, self.model.hparams.n_vocab)?;
-        self.write_inputs(&[token], pos0)?;
-        let ring_at = layout::io_ring(self.config.max_chunk);
-        let mut ring = [0i32; FEED_RING];
-        let mut pos = pos0;
-        let mut done = 0;
-        while done < max_tokens {
-            let steps = if max_tokens - done >= RUN_STEPS {
-                RUN_STEPS
-            } else {
-                1
-            };
-            self.decode_steps(steps)?;
-            self.io
-                .copy_to_host_at(ring_at, &mut ring)
-                .map_err(GpuError::from)?;
-            for p in pos..pos + steps {
-                done += 1;
-                if !on_token(ring[p % FEED_RING].max(0) as u32) {
-                    return Ok(());
-                }
-            }
-            pos += steps;
-        }
-        Ok(())
-    }
-
     /// Runs `tokens` from `pos0`; the logits (and argmax) of the request end up on the device.
     fn run_tokens(
         &mut self,
@@ -565,6 +523,8 @@ impl Backend for GpuBackend {
         Ok(self.argmax_result()?)
     }
 
+    /// Runs of `RUN_STEPS` steps in one graph while that many are wanted, single steps for the
+    /// rest; the host reads each run's results from the ring with one copy.
     fn greedy_run(
         &mut self,
         token: u32,
@@ -572,7 +532,36 @@ impl Backend for GpuBackend {
         max_tokens: usize,
         on_token: &mut dyn FnMut(u32) -> bool,
     ) -> Result<(), BackendError> {
-        self.greedy_steps(token, pos0, max_tokens, on_token)
+        let n_ctx = self.config.n_ctx;
+        check_greedy_run(pos0, max_tokens, n_ctx)?;
+        if max_tokens == 0 {
+            return Ok(());
+        }
+        check_forward(&[token], pos0, n_ctx, self.model.hparams.n_vocab)?;
+        self.write_inputs(&[token], pos0)?;
+        let ring_at = layout::io_ring(self.config.max_chunk);
+        let mut ring = [0i32; FEED_RING];
+        let mut pos = pos0;
+        let mut done = 0;
+        while done < max_tokens {
+            let steps = if max_tokens - done >= RUN_STEPS {
+                RUN_STEPS
+            } else {
+                1
+            };
+            self.decode_steps(steps)?;
+            self.io
+                .copy_to_host_at(ring_at, &mut ring)
+                .map_err(GpuError::from)?;
+            for p in pos..pos + steps {
+                done += 1;
+                if !on_token(ring[p % FEED_RING].max(0) as u32) {
+                    return Ok(());
+                }
+            }
+            pos += steps;
+        }
+        Ok(())
     }
 
     fn max_ctx(&self) -> usize {
