@@ -115,10 +115,8 @@ fn random_tokens(n: usize, n_vocab: usize, seed: u64) -> Vec<u32> {
 /// What the launches at `site` over `n` tokens read and write: the values the group's steps
 /// read before any of them writes them, and every value they write.
 fn group_values(model: &Model, site: StepSite, n: usize) -> (Vec<ValueId>, Vec<ValueId>) {
-    let fusions = Fusions::of(&model.program);
-    let steps = model.program.section(site.section);
     let (mut inputs, mut outputs) = (Vec::new(), Vec::new());
-    for step in &steps[group(model, &fusions, site, Phase::of(n as u32))] {
+    for step in group_steps(model, site, n) {
         for v in &step.inputs {
             if !outputs.contains(v) && !inputs.contains(v) {
                 inputs.push(*v);
@@ -131,6 +129,12 @@ fn group_values(model: &Model, site: StepSite, n: usize) -> (Vec<ValueId>, Vec<V
         }
     }
     (inputs, outputs)
+}
+
+/// The steps launched together at `site` over `n` tokens (its fusion, or the step alone).
+fn group_steps(model: &Model, site: StepSite, n: usize) -> &[Step] {
+    let fusions = Fusions::of(&model.program);
+    &model.program.section(site.section)[group(model, &fusions, site, Phase::of(n as u32))]
 }
 
 /// Runs the launches at `site` alone over `n` tokens at `pos0` on inputs drawn from `seed`,
@@ -190,9 +194,7 @@ pub fn check_outputs(
     if w.pos0 > 0 && site.section == Section::Block {
         run_seeded(backend, model, site, w.pos0, 0, 0x68697374)?;
     }
-    let fusions = Fusions::of(&model.program);
-    let steps = model.program.section(site.section);
-    let live = live_outputs(&steps[group(model, &fusions, site, Phase::of(w.n_tokens as u32))]);
+    let live = live_outputs(group_steps(model, site, w.n_tokens));
     let mut written = Vec::new();
     for value in run_seeded(backend, model, site, w.n_tokens, w.pos0, 0x636865636b)? {
         if !live.contains(&value) {

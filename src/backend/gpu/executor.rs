@@ -97,9 +97,8 @@ pub fn check_memory(
 pub struct GpuBackend {
     // Fields drop in declaration order. The decode graph refers to the kernels' functions and to
     // raw addresses of the buffers below, so they go first, then the modules, then the memory.
-    decode_graph: Option<Graph>,
-    /// `RUN_STEPS` decode steps in one graph, each fed the argmax of the one before.
-    run_graph: Option<Graph>,
+    /// Decode graphs by their number of steps (1, and `RUN_STEPS` fed by the argmax).
+    decode_graphs: Vec<(usize, Graph)>,
     kernels: Box<dyn KernelTable>,
     io: DeviceBuffer<i32>,
     _weights: DeviceBuffer<u8>,
@@ -185,8 +184,7 @@ impl GpuBackend {
             arena_layout,
             addresses,
             fusions,
-            decode_graph: None,
-            run_graph: None,
+            decode_graphs: Vec::new(),
             io,
             _weights: weights,
             _kv_cache: kv_cache,
@@ -254,8 +252,7 @@ impl GpuBackend {
     }
 
     fn drop_graphs(&mut self) {
-        self.decode_graph = None;
-        self.run_graph = None;
+        self.decode_graphs.clear();
     }
 
     /// The fusion the step at `site` belongs to for a launch over `n_tokens` tokens: run it
@@ -402,29 +399,15 @@ impl GpuBackend {
             }
             return Ok(());
         }
-        let cached = if steps == 1 {
-            &self.decode_graph
-        } else {
-            &self.run_graph
-        };
-        if cached.is_none() {
+        if !self.decode_graphs.iter().any(|(n, _)| *n == steps) {
             let launches = self.schedule(decode_request())?;
             let runtime = self.runtime.clone();
             let graph = Graph::capture(&runtime, || {
                 (0..steps).try_for_each(|_| self.run(&launches))
             })?;
-            if steps == 1 {
-                self.decode_graph = Some(graph);
-            } else {
-                self.run_graph = Some(graph);
-            }
+            self.decode_graphs.push((steps, graph));
         }
-        let graph = if steps == 1 {
-            &self.decode_graph
-        } else {
-            &self.run_graph
-        };
-        if let Some(graph) = graph {
+        if let Some((_, graph)) = self.decode_graphs.iter().find(|(n, _)| *n == steps) {
             // SAFETY: the graph captured addresses of buffers owned by `self`, still allocated.
             unsafe { graph.launch()? };
         }
