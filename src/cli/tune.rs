@@ -62,6 +62,10 @@ pub struct TuneArgs {
     /// taken in turn; 0 skips them
     #[arg(long, default_value_t = 3)]
     pub bench_repeats: usize,
+    /// Position at which decode kernels are timed (default: after a 512-token prompt, within the
+    /// context): decode attention's cost grows with it, so the best split differs
+    #[arg(long)]
+    pub decode_pos: Option<usize>,
 }
 
 pub fn run(a: &TuneArgs) -> Result<(), Box<dyn std::error::Error>> {
@@ -75,6 +79,9 @@ pub fn run(a: &TuneArgs) -> Result<(), Box<dyn std::error::Error>> {
         return Err(
             format!("--ctx-size {n_ctx}: tuning needs a context of at least {MIN_CTX}").into(),
         );
+    }
+    if let Some(pos) = a.decode_pos.filter(|&pos| pos >= n_ctx) {
+        return Err(format!("--decode-pos {pos} is outside the context of {n_ctx} positions").into());
     }
     let runtime = match select_device(&a.device)? {
         SelectedDevice::Gpu(runtime) => runtime,
@@ -114,6 +121,9 @@ pub fn run(a: &TuneArgs) -> Result<(), Box<dyn std::error::Error>> {
     };
     let report = {
         let mut tuner = Tuner::new(&mut backend, model.clone(), n_ctx)?;
+        if let Some(pos) = a.decode_pos {
+            tuner.set_decode_pos(pos);
+        }
         let geometry = tuner.geometry();
         eprintln!(
             "tune: decode at position {}, prefill {} tokens; budget ends in {:.0} s",

@@ -84,6 +84,11 @@ impl<'a> Tuner<'a> {
         self.geometry
     }
 
+    /// Times decode at `pos` (within the context) instead of after the prefill chunk.
+    pub fn set_decode_pos(&mut self, pos: usize) {
+        self.geometry.decode_pos = pos.min(self.n_ctx.saturating_sub(1));
+    }
+
     fn set_for(&self, choice: &TuningChoice) -> Result<KernelSet, TuneError> {
         Ok(kernels_for_model(
             &self.model,

@@ -168,6 +168,37 @@ resmol)
     verify smollm2
     log "resmol done"
     ;;
+probe)
+    # Where decode time goes, before changing kernels (rocmforge alone, no peer needed): per-kernel
+    # GPU time of qwen2.5-0.5b's decode at tg positions (ncu, caches and clocks left alone), the
+    # decode attention candidates at positions 64 and 512, and ncu's full sections on one layer
+    # of llama3-8b's decode kernels.
+    nvidia-smi > "$W/logs/nvidia-smi.txt" 2>&1
+    synth qwen05-Q4_0 qwen2.5-0.5b Q4_0
+    setsid nohup bash -c "[ -f $M/l8b-Q4_0.gguf ] || $RF synth --preset llama3-8b --type Q4_0 --out $M/l8b-Q4_0.gguf; echo SYNTH_DONE" \
+        > "$W/logs/synth8b.log" 2>&1 < /dev/null &
+    rf_bench qwen05-Q4_0 def
+    grep -E "^\| *(pp|tg)" "$W/logs/rf-def-qwen05-Q4_0.txt" >> "$S"
+    log "ncu durations, qwen decode"
+    timeout 200 ncu --cache-control none --clock-control none --metrics gpu__time_duration.sum --csv \
+        $RF bench --gguf "$M/qwen05-Q4_0.gguf" --device cuda -p 1 -n 24 -r 1 > "$W/logs/ncu-qwen-decode.csv" 2>&1
+    for pos in 64 512; do
+        log "attention candidates at $pos"
+        echo -e "\n### qwen attention candidates at position $pos" >> "$S"
+        ROCMFORGE_CACHE_DIR=$W/kcache-probe timeout 120 $RF tune --gguf "$M/qwen05-Q4_0.gguf" --device cuda --only attention \
+            --decode-pos $pos --candidates --bench-repeats 0 --budget-seconds 60 > "$W/logs/tune-attn-$pos.txt" 2>&1
+        cat "$W/logs/tune-attn-$pos.txt" >> "$S"
+    done
+    for _ in $(seq 100); do grep -q SYNTH_DONE "$W/logs/synth8b.log" && break; sleep 2; done
+    rf_bench l8b-Q4_0 def
+    grep -E "^\| *(pp|tg)" "$W/logs/rf-def-l8b-Q4_0.txt" >> "$S"
+    log "ncu full sections, llama3-8b decode"
+    timeout 240 ncu --cache-control none --clock-control none --set full -k 'regex:gemv|attention' --launch-skip 400 -c 6 \
+        -o "$W/logs/l8b" $RF bench --gguf "$M/l8b-Q4_0.gguf" --device cuda -p 1 -n 4 -r 1 > "$W/logs/ncu-l8b.log" 2>&1
+    ncu --import "$W/logs/l8b.ncu-rep" --page details > "$W/logs/ncu-l8b-details.txt" 2>&1
+    cp "$W/logs/ncu-qwen-decode.csv" "$W/logs/ncu-l8b-details.txt" "$OUT/" 2>/dev/null
+    log "probe done"
+    ;;
 final1)
     # The last fresh machine: rocmforge alone (.devcarry/bin), the llama.cpp source and the first
     # half of SmolLM2. Benches of the defaults, then after tuning qwen2.5-0.5b Q4_0, all beside
@@ -208,7 +239,7 @@ final2)
     python3 tools/device/compare.py "smollm2 (default)" "$W/logs/rf-def-smollm2.json" "$W/logs/lc-smollm2.json" >> "$S"
     log "final2 done"
     ;;
-*) echo "usage: $0 main|tune|smol|retune|resmol|final1|final2"; exit 2 ;;
+*) echo "usage: $0 main|tune|smol|retune|resmol|probe|final1|final2"; exit 2 ;;
 esac
 cp "$S" "$OUT/summary.md" 2>/dev/null
 tar czf "$OUT/logs.tgz" -C "$W" logs gpucheck 2>/dev/null
