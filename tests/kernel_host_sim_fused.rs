@@ -220,6 +220,30 @@ fn fused_gemv_with_unroll_and_row_groups_matches_the_cpu_ops() {
                     3,
                 ))),
             ),
+            // Gate and up of one format share each pass over x (two rows per warp of each,
+            // split-K, first round preloaded; and the prefetching path of a K-quant).
+            FusedCase::new(
+                &mut rng,
+                3328,
+                1,
+                &[(GgmlType::Q4_0, 23, true), (GgmlType::Q4_0, 23, false)],
+                true,
+                GemvEpilogue::SiluMul,
+                Some(host_sim::gemv_preload(host_sim::gemv_wide(
+                    host_sim::gemv_knobs_int8(2, 2, 2),
+                    2,
+                    2,
+                ))),
+            ),
+            FusedCase::new(
+                &mut rng,
+                3328,
+                1,
+                &[(GgmlType::Q4K, 15, false), (GgmlType::Q4K, 15, true)],
+                true,
+                GemvEpilogue::SiluMul,
+                wide(host_sim::gemv_knobs_int8(1, 2, 1), 2, 3),
+            ),
             FusedCase::new(
                 &mut rng,
                 768,
