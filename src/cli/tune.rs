@@ -81,7 +81,9 @@ pub fn run(a: &TuneArgs) -> Result<(), Box<dyn std::error::Error>> {
         );
     }
     if let Some(pos) = a.decode_pos.filter(|&pos| pos >= n_ctx) {
-        return Err(format!("--decode-pos {pos} is outside the context of {n_ctx} positions").into());
+        return Err(
+            format!("--decode-pos {pos} is outside the context of {n_ctx} positions").into(),
+        );
     }
     let runtime = match select_device(&a.device)? {
         SelectedDevice::Gpu(runtime) => runtime,
