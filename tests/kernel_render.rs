@@ -6,10 +6,11 @@ use std::collections::BTreeSet;
 use rocmforge::codegen::compiler::Target;
 use rocmforge::codegen::context::{OpContext, Tunable};
 use rocmforge::codegen::kernel_set::{KernelKind, StepAt, DECODE_MAX_TOKENS};
+use rocmforge::codegen::ops::argmax::ArgmaxKnobs;
 use rocmforge::codegen::ops::attention::{AttentionKnobs, AttentionPhase, AttentionShape};
 use rocmforge::codegen::ops::rope::RotaryPairs;
 use rocmforge::codegen::ops::{
-    AttentionContext, EmbedContext, GemmContext, GemvContext, RmsNormContext,
+    ArgmaxContext, AttentionContext, EmbedContext, GemmContext, GemvContext, RmsNormContext,
 };
 use rocmforge::codegen::quant::{gpu_formats, weight_layout};
 use rocmforge::codegen::shape::{fitting_format, ModelShape, ShapeHparams, StepShape};
@@ -283,6 +284,19 @@ fn grids_cover_the_work() {
     let norm = RmsNormContext::new(&t, 64, 14, 1e-6);
     let (x, _, _) = norm.grid_rule().grid(3);
     assert!(x * norm.rows_per_block >= 42 && (x - 1) * norm.rows_per_block < 42);
+    // Argmax: vocabularies spread over blocks whose threads each issue a few 16-byte loads;
+    // a short row stays in one block.
+    for n in [151936, 128256, 49152, 32000] {
+        let argmax = ArgmaxContext::new(&t, n);
+        let (x, y, z) = argmax.grid_rule().grid(1);
+        assert_eq!((x, y, z), (argmax.blocks, 1, 1));
+        let loads = (n / 4).div_ceil((x * argmax.threads) as usize);
+        assert!(
+            x > 1 && (1..=4).contains(&loads),
+            "{n}: {x} blocks, {loads} loads"
+        );
+    }
+    assert_eq!(ArgmaxContext::new(&t, 300).grid_rule().grid(1), (1, 1, 1));
 }
 
 fn invalid_reason(result: Result<(), CodegenError>) -> String {
@@ -334,6 +348,13 @@ fn validation_rejects_inconsistent_knobs_and_shapes() {
         rows_per_block: 4,
     };
     assert!(invalid_reason(norm.with_knobs(&big).validate()).contains("1024"));
+    // Argmax needs at least one block.
+    let argmax = ArgmaxContext::new(&t, 151936);
+    let none = ArgmaxKnobs {
+        blocks: 0,
+        ..argmax.knobs()
+    };
+    assert!(invalid_reason(argmax.with_knobs(&none).validate()).contains("0 blocks"));
     // Attention: head_dim must be whole lanes of 8 dimensions; heads must group evenly.
     let shape = AttentionShape {
         head_dim: 84,
@@ -408,6 +429,14 @@ fn candidate_zero_is_the_default_and_every_candidate_validates() {
     assert!(!wide
         .candidates()
         .contains(&AttentionKnobs::fused_rope(8, 16)));
+    // Argmax: other geometries, and the single block without a handshake.
+    let argmax = ArgmaxContext::new(&t, 151936);
+    let argmax_cands = argmax.candidates();
+    assert_eq!(argmax_cands[0], argmax.knobs());
+    assert!(argmax_cands.iter().any(|c| c.blocks == 1));
+    for c in &argmax_cands {
+        argmax.with_knobs(c).validate().unwrap();
+    }
     // Picking another candidate changes the knobs, hence the kernel name; an index past the
     // candidates is an error naming the problem.
     let mut tuning = TuningChoice::defaults();

@@ -189,15 +189,18 @@ pub struct Launch {
 /// and replaces its buffers with their contents afterwards. None (reason printed) without a host
 /// C++20 compiler.
 pub fn run(name: &str, launches: &mut [Launch]) -> Option<()> {
-    run_blocks(name, launches, false)
+    run_repeated(name, launches, 1, false)
 }
 
 /// As [`run`], with each grid's blocks run last to first.
 pub fn run_reversed(name: &str, launches: &mut [Launch]) -> Option<()> {
-    run_blocks(name, launches, true)
+    run_repeated(name, launches, 1, true)
 }
 
-fn run_blocks(name: &str, launches: &mut [Launch], reverse: bool) -> Option<()> {
+/// As [`run`], each launch `runs` times in a row on the same buffers within one process, so
+/// that a kernel's `__device__` state (a last-block ticket) carries from one run to the next;
+/// blocks last to first when `reverse`.
+pub fn run_repeated(name: &str, launches: &mut [Launch], runs: u32, reverse: bool) -> Option<()> {
     let dir =
         std::env::temp_dir().join(format!("rocmforge-host-sim-{name}-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
@@ -224,7 +227,7 @@ fn run_blocks(name: &str, launches: &mut [Launch], reverse: bool) -> Option<()> 
         let (bx, by, bz) = l.spec.block;
         writeln!(
             cases,
-            "    case {i}: {{ const int n_tokens = {n}; (void)n_tokens; sim_launch(dim3{{{gx}, {gy}, {gz}}}, dim3{{{bx}, {by}, {bz}}}, k{ns}::WARP_SIZE, [&] {{ k{ns}::{name}({args}); }}); break; }}",
+            "    case {i}: {{ const int n_tokens = {n}; (void)n_tokens; for (unsigned r = 0; r < {runs}; ++r) sim_launch(dim3{{{gx}, {gy}, {gz}}}, dim3{{{bx}, {by}, {bz}}}, k{ns}::WARP_SIZE, [&] {{ k{ns}::{name}({args}); }}); break; }}",
             n = l.n_tokens,
             name = l.spec.name,
             args = l.args
