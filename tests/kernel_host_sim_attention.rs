@@ -6,6 +6,11 @@
 //! past the prompt hold NaN: a kernel that multiplied them would fail. Cases with `growing`
 //! keys (magnitudes rising with the position) make later chunks' scores exceed earlier maxima by
 //! far, so the online softmax's rescaling of the output runs.
+//!
+//! Then the per-token kernel (`attention.hip.tera`, decode and prefill without a rope) over warps
+//! that run 1 to 12 key steps, under 1, 4 and 16 splits, with key steps loaded ahead
+//! (`kv_prefetch`) and not: the first step is loaded before the queries, later ones one step
+//! ahead or at their step, and last steps leave slots idle.
 
 mod host_cxx;
 mod host_sim;
@@ -104,9 +109,14 @@ impl Case {
     }
 }
 
-/// Runs each case with the tiled candidates `pick(index, knobs)` selects and returns the knobs
-/// (JSON) that ran, each checked against the CPU op.
-fn check(name: &str, cases: &[Case], pick: impl Fn(usize, &AttentionKnobs) -> bool) -> Vec<String> {
+/// Runs each case with the candidates of `phase` that `pick(index, knobs)` selects and returns
+/// the knobs (JSON) that ran, each checked against the CPU op.
+fn check(
+    name: &str,
+    cases: &[Case],
+    phase: AttentionPhase,
+    pick: impl Fn(usize, &AttentionKnobs) -> bool,
+) -> Vec<String> {
     let mut rng = Rng::new(21);
     let dir = host_templates(name);
     let renderer = Renderer::from_dir(&dir).unwrap();
@@ -114,10 +124,10 @@ fn check(name: &str, cases: &[Case], pick: impl Fn(usize, &AttentionKnobs) -> bo
     let mut expected = Vec::new();
     for case in cases {
         let target = Target::parse(case.target).unwrap();
-        let ctx = AttentionContext::new(&target, AttentionPhase::Prefill, case.shape(), 4);
+        let ctx = AttentionContext::new(&target, phase, case.shape(), 4);
         let data = case.data(&mut rng);
         for (i, knobs) in ctx.candidates().iter().enumerate() {
-            if knobs.tile_tokens == 0 || !pick(i, knobs) {
+            if !pick(i, knobs) {
                 continue;
             }
             let ctx = ctx.with_knobs(knobs);
@@ -138,7 +148,7 @@ fn check(name: &str, cases: &[Case], pick: impl Fn(usize, &AttentionKnobs) -> bo
         }
     }
     std::fs::remove_dir_all(&dir).ok();
-    assert!(!launches.is_empty(), "no tiled candidate for {name}");
+    assert!(!launches.is_empty(), "no candidate picked for {name}");
     let Some(()) = host_sim::run(name, &mut launches) else {
         return Vec::new();
     };
@@ -168,7 +178,9 @@ fn every_tiled_prefill_candidate_matches_the_cpu() {
         n_tokens: 29,
         growing: false,
     }];
-    let ran = check("attn-tiles-all", &cases, |_, _| true);
+    let ran = check("attn-tiles-all", &cases, AttentionPhase::Prefill, |_, k| {
+        k.tile_tokens > 0
+    });
     for knob in [
         "\"tile_tokens\":4",
         "\"tile_tokens\":16",
@@ -215,10 +227,93 @@ fn tiled_prefill_matches_the_cpu_across_shapes() {
         growing("sm_90"),
         growing("gfx90a"),
     ];
-    let ran = check("attn-tiles-shapes", &cases, |i, k| {
-        i == 0 || *k == AttentionKnobs::tiled(16, 32, 8) || *k == AttentionKnobs::tiled(4, 32, 2)
-    });
+    let ran = check(
+        "attn-tiles-shapes",
+        &cases,
+        AttentionPhase::Prefill,
+        |i, k| {
+            k.tile_tokens > 0
+                && (i == 0
+                    || *k == AttentionKnobs::tiled(16, 32, 8)
+                    || *k == AttentionKnobs::tiled(4, 32, 2))
+        },
+    );
     assert!(ran.is_empty() || ran.len() >= 2 * cases.len(), "{ran:?}");
+}
+
+/// The per-token decode kernel with 2 warps, 1, 4 and 16 splits and key steps loaded ahead and
+/// not. qwen's heads on 32-lane warps take 8 keys per step of 2 warps, so 38 keys are 5 steps of
+/// warp 0 in one split and 2 in splits of 10, 23 keys 3 steps, 151 keys 5 steps in splits of
+/// 38 and 2 in splits of 10, and 320 keys 3 steps in splits of 20; llama3's heads 4 keys per
+/// step (46 keys: 12 steps in one split, 3 in splits of 12); head size 96 on 64-lane warps 8
+/// (101 keys: 4 steps in splits of 26). Keys that grow with the position make later steps'
+/// scores exceed the earlier maxima.
+#[test]
+fn per_token_decode_over_key_steps_matches_the_cpu() {
+    let case = |target, n_head, n_kv_head, head_dim, n_ctx, pos0, n_tokens| Case {
+        target,
+        n_head,
+        n_kv_head,
+        head_dim,
+        n_ctx,
+        pos0,
+        n_tokens,
+        growing: false,
+    };
+    let cases = [
+        case("gfx1030", 14, 2, 64, 320, 37, 1),
+        case("gfx1030", 14, 2, 64, 320, 20, 3),
+        Case {
+            growing: true,
+            ..case("gfx1030", 14, 2, 64, 320, 149, 2)
+        },
+        case("gfx1030", 14, 2, 64, 320, 319, 1),
+        case("sm_90", 8, 2, 128, 64, 45, 1),
+        case("gfx90a", 8, 2, 96, 128, 100, 1),
+    ];
+    let ran = check(
+        "attn-decode-steps",
+        &cases,
+        AttentionPhase::Decode,
+        |_, k| k.warps == 2 && [1, 4, 16].contains(&k.kv_splits),
+    );
+    assert!(ran.is_empty() || ran.len() == 6 * cases.len(), "{ran:?}");
+}
+
+/// The per-token prefill kernel (the one of targets without matrix tiles) with 2 warps, key steps
+/// loaded ahead and not, over prompts whose last tokens' warps run 3 and 4 steps.
+#[test]
+fn per_token_prefill_over_key_steps_matches_the_cpu() {
+    let cases = [
+        Case {
+            target: "gfx1030",
+            n_head: 14,
+            n_kv_head: 2,
+            head_dim: 64,
+            n_ctx: 32,
+            pos0: 3,
+            n_tokens: 20,
+            growing: true,
+        },
+        Case {
+            target: "sm_90",
+            n_head: 8,
+            n_kv_head: 2,
+            head_dim: 128,
+            n_ctx: 16,
+            pos0: 0,
+            n_tokens: 13,
+            growing: false,
+        },
+    ];
+    let ran = check(
+        "attn-prefill-steps",
+        &cases,
+        AttentionPhase::Prefill,
+        |_, k| k.tile_tokens == 0 && k.warps == 2,
+    );
+    assert!(ran.is_empty() || ran.len() == 2 * cases.len(), "{ran:?}");
+    assert!(ran.is_empty() || ran.iter().any(|k| k.contains("\"kv_prefetch\":true")));
 }
 
 /// Targets without matrix tiles keep the per-token prefill kernel; decode never tiles.

@@ -7,10 +7,16 @@
 //! Shapes: qwen2.5-0.5b (14/2 heads of 64, neox), llama3 (32/8 heads of 128, normal pairs) and
 //! phi3's head size 96 (lanes past the head idle). Positions 0 and 1, inside a split, at a
 //! split's first key, the context's last row, and launches of several tokens whose new rows
-//! fall in one split or in several; 1, 4 and 16 splits; warps of 32 and 64 lanes. Cache rows
-//! from the launch's first position on hold NaN before it runs, and the blocks run last to
-//! first (later tokens before earlier ones), so a block that read another token's new row from
-//! the cache instead of from what it staged itself would read NaN.
+//! fall in one split or in several; 1, 4 and 16 splits; warps of 32 and 64 lanes; key steps
+//! loaded one ahead (`kv_prefetch`) or not. Cache rows from the launch's first position on hold
+//! NaN before it runs, and the blocks run last to first (later tokens before earlier ones), so a
+//! block that read another token's new row from the cache instead of from what it staged itself
+//! would read NaN.
+//!
+//! A second set of cases gives warps 1, 2, 3 and more key steps (the first step loaded before
+//! the rotations, the later ones one ahead or at their step, a last step with idle slots) under
+//! 1, 4 and 16 splits, with this launch's rows in the first, a middle and the last step of the
+//! warps that read them; the test checks that its cases cover all of that.
 
 mod host_cxx;
 mod host_sim;
@@ -28,7 +34,7 @@ use rocmforge::codegen::{KernelKind, KernelSpec, Renderer};
 use rocmforge::plan::RopeStyle;
 use rocmforge::util::rng::Rng;
 
-const N_CTX: usize = 64;
+const N_CTX: usize = 256;
 
 const FUSED_ARGS: &str = "(const float*)B[0], (const float*)B[1], (const float*)B[2], \
     (__half*)B[3], (__half*)B[4], (float*)B[5], (const int*)B[6], n_tokens";
@@ -56,6 +62,7 @@ struct Case {
     n_tokens: usize,
     warps: u32,
     kv_splits: u32,
+    kv_prefetch: bool,
 }
 
 const QWEN: Case = Case {
@@ -70,6 +77,7 @@ const QWEN: Case = Case {
     // Few threads: the host runs each as a thread of its own.
     warps: 2,
     kv_splits: 16,
+    kv_prefetch: true,
 };
 
 const LLAMA3: Case = Case {
@@ -102,6 +110,7 @@ fn cases() -> Vec<Case> {
             pos0: 1,
             kv_splits: 4,
             warps: 8,
+            kv_prefetch: false,
             ..QWEN
         },
         // 38 keys in splits of 3: the own row is the second of split 12.
@@ -120,6 +129,7 @@ fn cases() -> Vec<Case> {
         Case {
             pos0: 6,
             kv_splits: 4,
+            kv_prefetch: false,
             ..LLAMA3
         },
         // Three tokens at 5, 6, 7: token 2's new rows are in two splits ([4, 6) and [6, 8)).
@@ -142,9 +152,67 @@ fn cases() -> Vec<Case> {
             target: "sm_90",
             pos0: 20,
             n_tokens: 2,
+            kv_prefetch: false,
             ..HEAD_96
         },
     ]
+}
+
+/// Cases whose warps run 1, 2, 3 and more key steps under 1, 4 and 16 splits (llama3 and head
+/// size 96 on 32-lane warps: 2 keys per warp, 4 per step of 2 warps; qwen on 64-lane warps: 16
+/// per step), and launches of 4 tokens whose new rows fall in the first, a middle and the last
+/// step of a warp; each with key steps loaded ahead and not.
+fn step_cases() -> Vec<Case> {
+    let one = |base: Case, kv_splits, pos0| Case {
+        target: "sm_90",
+        pos0,
+        kv_splits,
+        ..base
+    };
+    let head_96 = |kv_splits, pos0, n_tokens| Case {
+        target: "gfx1030",
+        n_tokens,
+        ..one(HEAD_96, kv_splits, pos0)
+    };
+    let wide = |kv_splits, pos0| Case {
+        target: "gfx90a",
+        ..one(QWEN, kv_splits, pos0)
+    };
+    let cases = [
+        // One split: 3, 7, 10 and 18 keys (1, 2, 3 and 5 steps for warp 0).
+        one(LLAMA3, 1, 2),
+        one(LLAMA3, 1, 6),
+        one(LLAMA3, 1, 9),
+        one(LLAMA3, 1, 17),
+        // Four splits of 4, 8, 11 and 16 keys.
+        one(LLAMA3, 4, 13),
+        one(LLAMA3, 4, 29),
+        one(LLAMA3, 4, 41),
+        one(LLAMA3, 4, 60),
+        // Sixteen splits of 4, 7, 11 and 16 keys.
+        head_96(16, 50, 1),
+        head_96(16, 100, 1),
+        head_96(16, 170, 1),
+        head_96(16, 250, 1),
+        // 64-lane warps: 41 keys in one split (3 steps), 201 in splits of 51 (4 steps).
+        wide(1, 40),
+        wide(4, 200),
+        // Four tokens: new rows in a 2-step warp's first step, and in a 3-step warp's middle.
+        Case {
+            n_tokens: 4,
+            ..one(LLAMA3, 1, 1)
+        },
+        Case {
+            n_tokens: 4,
+            ..one(LLAMA3, 4, 32)
+        },
+        head_96(16, 61, 4),
+        head_96(16, 131, 4),
+    ];
+    cases
+        .into_iter()
+        .flat_map(|c| [false, true].map(|kv_prefetch| Case { kv_prefetch, ..c }))
+        .collect()
 }
 
 impl Case {
@@ -181,6 +249,7 @@ impl Case {
                 AttentionKnobs::per_token(self.warps, self.kv_splits),
             ),
         };
+        let knobs = knobs.with_kv_prefetch(self.kv_prefetch);
         assert!(ctx.candidates().contains(&knobs), "{self:?}: {knobs:?}");
         spec(kind, ctx.with_knobs(&knobs), renderer)
     }
@@ -301,13 +370,15 @@ fn cache_error(case: &Case, got: &[u8], want: &[f16]) -> f32 {
     )
 }
 
-#[test]
-fn decode_attention_with_fused_rope_matches_rope_store_then_attention() {
+/// Runs the fused kernel of each case beside rope_store then the unfused attention, with the
+/// case's knobs, and checks both against each other and the CPU engine.
+fn check(name: &str, cases: &[Case]) {
     let mut rng = Rng::new(41);
-    let cases = cases();
     let inputs: Vec<Inputs> = cases.iter().map(|c| Inputs::new(c, &mut rng)).collect();
     let pos0 = |c: &Case| i32_bytes(&[c.pos0 as i32]);
-    let renderer = Renderer::from_dir(&host_templates("rope_attention")).unwrap();
+    let templates = host_templates(name);
+    let renderer = Renderer::from_dir(&templates).unwrap();
+    std::fs::remove_dir_all(&templates).ok();
 
     // The fused kernels and the first of the pair (rope_store), then the attention of the pair
     // on what rope_store left.
@@ -337,7 +408,7 @@ fn decode_attention_with_fused_rope_matches_rope_store_then_attention() {
             vec![q, k, v, out, kc, vc, pos0(c)],
         ));
     }
-    let Some(()) = host_sim::run_reversed("rope_attention", &mut first) else {
+    let Some(()) = host_sim::run_reversed(name, &mut first) else {
         return;
     };
     let mut second: Vec<Launch> = cases
@@ -361,7 +432,7 @@ fn decode_attention_with_fused_rope_matches_rope_store_then_attention() {
             )
         })
         .collect();
-    host_sim::run("rope_store_attention", &mut second).unwrap();
+    host_sim::run(&format!("{name}-unfused"), &mut second).unwrap();
 
     for (((c, x), pair), unfused) in cases.iter().zip(&inputs).zip(first.chunks(2)).zip(&second) {
         let fused = &pair[0].buffers;
@@ -384,4 +455,87 @@ fn decode_attention_with_fused_rope_matches_rope_store_then_attention() {
         let err = max_rel_err(&bytes_f32(&fused[5]), &want);
         assert!(err < OUT_TOL, "{c:?}: output error {err}");
     }
+}
+
+#[test]
+fn decode_attention_with_fused_rope_matches_rope_store_then_attention() {
+    check("rope_attention", &cases());
+}
+
+/// Where a case puts this launch's rows: in the only step of a warp, or in the first, a middle
+/// or the last of several.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Place {
+    Only,
+    First,
+    Middle,
+    Last,
+}
+
+/// The most key steps a warp of the case runs (over tokens, splits and warps), and where the
+/// launch's rows fall in the steps of the warps that read them: the kernel's partition (its
+/// split ranges, KEYS_PER_WARP keys per warp and step) restated.
+fn step_geometry(c: &Case) -> (usize, Vec<Place>) {
+    let warp_size = c.target().warp_size as usize;
+    let keys_per_warp = warp_size / (c.head_dim / 8).next_power_of_two();
+    let keys_per_step = c.warps as usize * keys_per_warp;
+    let splits = c.kv_splits as usize;
+    let steps = |len: usize, warp: usize| (len - warp * keys_per_warp).div_ceil(keys_per_step);
+    let mut most = 0;
+    let mut places = Vec::new();
+    for t in 0..c.n_tokens {
+        let n_keys = (c.pos0 + t + 1).min(N_CTX);
+        let per_split = n_keys.div_ceil(splits);
+        for begin in (0..splits).map(|s| s * per_split).filter(|&b| b < n_keys) {
+            let len = per_split.min(n_keys - begin);
+            for warp in (0..c.warps as usize).filter(|w| w * keys_per_warp < len) {
+                most = most.max(steps(len, warp));
+            }
+            for offset in (c.pos0..=c.pos0 + t).filter_map(|u| u.checked_sub(begin)) {
+                if offset >= len {
+                    continue;
+                }
+                let (step, warp) = (
+                    offset / keys_per_step,
+                    offset % keys_per_step / keys_per_warp,
+                );
+                places.push(match (steps(len, warp), step) {
+                    (1, _) => Place::Only,
+                    (_, 0) => Place::First,
+                    (n, s) if s + 1 == n => Place::Last,
+                    _ => Place::Middle,
+                });
+            }
+        }
+    }
+    (most, places)
+}
+
+#[test]
+fn decode_attention_over_several_key_steps_matches_the_cpu() {
+    let cases = step_cases();
+    // The cases cover what they are for: 1, 2, 3 and more steps under each split count, and
+    // this launch's rows in every place, each with key steps loaded ahead and not.
+    for kv_prefetch in [false, true] {
+        let ours: Vec<&Case> = cases
+            .iter()
+            .filter(|c| c.kv_prefetch == kv_prefetch)
+            .collect();
+        for kv_splits in [1, 4, 16] {
+            for steps in 1..=4 {
+                assert!(
+                    ours.iter()
+                        .any(|c| c.kv_splits == kv_splits && step_geometry(c).0.min(4) == steps),
+                    "no case of {steps} steps over {kv_splits} splits (kv_prefetch {kv_prefetch})"
+                );
+            }
+        }
+        for place in [Place::Only, Place::First, Place::Middle, Place::Last] {
+            assert!(
+                ours.iter().any(|c| step_geometry(c).1.contains(&place)),
+                "no case with this launch's rows in a warp's {place:?} step"
+            );
+        }
+    }
+    check("rope_attention_steps", &cases);
 }

@@ -398,16 +398,21 @@ fn candidate_zero_is_the_default_and_every_candidate_validates() {
     for c in attn.candidates() {
         attn.with_knobs(&c).validate().unwrap();
     }
-    // After a rope: fused by default, the same geometry unfused next, and every geometry both
-    // ways; without one, never fused.
+    // After a rope: fused by default, the same geometry unfused next, then both without key
+    // steps loaded ahead, and every geometry both ways each way; without one, never fused.
     assert!(attn.candidates().iter().all(|c| !c.fused_rope));
     let rope = attn.clone().with_rope(RotaryPairs::Normal, 500000.0);
     let rope_cands = rope.candidates();
     assert_eq!(rope_cands[0], rope.knobs());
-    assert_eq!(rope_cands[0], AttentionKnobs::fused_rope(8, 16));
-    assert_eq!(rope_cands[1], AttentionKnobs::per_token(8, 16));
+    let ahead = |k: AttentionKnobs| k.with_kv_prefetch(true);
+    assert_eq!(rope_cands[0], ahead(AttentionKnobs::fused_rope(8, 16)));
+    assert_eq!(rope_cands[1], ahead(AttentionKnobs::per_token(8, 16)));
+    assert_eq!(rope_cands[2], AttentionKnobs::fused_rope(8, 16));
+    assert_eq!(rope_cands[3], AttentionKnobs::per_token(8, 16));
     let fused = rope_cands.iter().filter(|c| c.fused_rope).count();
     assert_eq!(2 * fused, rope_cands.len(), "{rope_cands:?}");
+    let prefetched = rope_cands.iter().filter(|c| c.kv_prefetch).count();
+    assert_eq!(2 * prefetched, rope_cands.len(), "{rope_cands:?}");
     for c in &rope_cands {
         rope.with_knobs(c).validate().unwrap();
     }
@@ -422,7 +427,10 @@ fn candidate_zero_is_the_default_and_every_candidate_validates() {
     };
     let wide = AttentionContext::new(&t, AttentionPhase::Decode, wide, 4)
         .with_rope(RotaryPairs::Neox, 10000.0);
-    assert_eq!(wide.knobs(), AttentionKnobs::per_token(8, 16));
+    assert_eq!(
+        wide.knobs(),
+        AttentionKnobs::per_token(8, 16).with_kv_prefetch(true)
+    );
     assert!(wide
         .candidates()
         .contains(&AttentionKnobs::fused_rope(4, 16)));

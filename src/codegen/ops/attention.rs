@@ -73,6 +73,11 @@ pub struct AttentionContext {
     /// Absent from the JSON when false, so that the other kernels keep their names.
     #[serde(skip_serializing_if = "is_false")]
     pub fused_rope: bool,
+    /// The per-token kernel loads each key step's keys and values one step ahead, before the
+    /// arithmetic of the step before (their registers held through it), rather than at the step
+    /// itself. Absent from the JSON when false, so that the other kernels keep their names.
+    #[serde(skip_serializing_if = "is_false")]
+    pub kv_prefetch: bool,
     /// Whether the target has matrix tiles (the tiled prefill kernel is offered).
     #[serde(skip)]
     pub tiles_offered: bool,
@@ -97,6 +102,9 @@ pub struct AttentionKnobs {
     /// attention without a rope to fuse (and their tuning results) stay as they were.
     #[serde(skip_serializing_if = "is_false")]
     pub fused_rope: bool,
+    /// Key steps loaded one ahead (per-token kernel); absent when false, as before the knob.
+    #[serde(skip_serializing_if = "is_false")]
+    pub kv_prefetch: bool,
 }
 
 impl AttentionKnobs {
@@ -108,6 +116,15 @@ impl AttentionKnobs {
             tile_tokens: 0,
             kv_chunk: 0,
             fused_rope: false,
+            kv_prefetch: false,
+        }
+    }
+
+    /// These knobs with the key steps loaded one ahead (`kv_prefetch`) or not.
+    pub fn with_kv_prefetch(self, kv_prefetch: bool) -> AttentionKnobs {
+        AttentionKnobs {
+            kv_prefetch,
+            ..self
         }
     }
 
@@ -127,6 +144,7 @@ impl AttentionKnobs {
             tile_tokens,
             kv_chunk,
             fused_rope: false,
+            kv_prefetch: false,
         }
     }
 }
@@ -156,6 +174,7 @@ impl AttentionContext {
             style: None,
             base: None,
             fused_rope: false,
+            kv_prefetch: false,
             tiles_offered: target.has_matrix_tiles(),
             tile_tokens: 0,
             kv_chunk: 0,
@@ -178,18 +197,20 @@ impl AttentionContext {
     /// Decode: 16 splits so that even two KV heads fill a large GPU, 8 warps per block (what
     /// `rocmforge tune` chose on an H200 for head sizes 64 and 128 at position 512, 1.17-1.27x
     /// over 4), rotating and storing itself after a rope where its shared memory fits (one launch
-    /// per layer fewer: small models' decode is launch-bound; not measured yet). Prefill: the tiled kernel where offered, with blocks of about 64 query rows
-    /// (tokens x group: 8 tokens of a group of 7 or 8, 16 of a group of 4), 64-key chunks where
-    /// they fit in shared memory, else 32, 4 warps; not measured yet. Without tiles, a block per
-    /// (KV head, token), 4 warps.
+    /// per layer fewer: small models' decode is launch-bound; not measured yet), key steps loaded
+    /// one ahead (a decode grid is about one block per SM, whose few warps hide no latency for
+    /// each other; not measured yet). Prefill: the tiled kernel where offered, with blocks of
+    /// about 64 query rows (tokens x group: 8 tokens of a group of 7 or 8, 16 of a group of 4),
+    /// 64-key chunks where they fit in shared memory, else 32, 4 warps; not measured yet. Without
+    /// tiles, a block per (KV head, token), 4 warps.
     fn default_knobs(&self) -> AttentionKnobs {
         match self.phase {
             AttentionPhase::Decode => {
-                let fused = AttentionKnobs::fused_rope(8, 16);
+                let fused = AttentionKnobs::fused_rope(8, 16).with_kv_prefetch(true);
                 if self.style.is_some() && self.with_knobs(&fused).validate().is_ok() {
                     fused
                 } else {
-                    AttentionKnobs::per_token(8, 16)
+                    AttentionKnobs::per_token(8, 16).with_kv_prefetch(true)
                 }
             }
             AttentionPhase::Prefill => {
@@ -333,6 +354,9 @@ impl OpContext for AttentionContext {
             self,
             || "fused_rope needs the rope's pairs and base".to_string(),
         )?;
+        require(!self.kv_prefetch || !self.tiled(), self, || {
+            "kv_prefetch is a knob of the per-token kernel, not of the tiled one".to_string()
+        })?;
         if self.tiled() {
             self.validate_tiles()?;
         }
@@ -376,6 +400,7 @@ impl Tunable for AttentionContext {
             tile_tokens: self.tile_tokens,
             kv_chunk: self.kv_chunk,
             fused_rope: self.fused_rope,
+            kv_prefetch: self.kv_prefetch,
         }
     }
     fn candidates(&self) -> Vec<AttentionKnobs> {
@@ -386,17 +411,39 @@ impl Tunable for AttentionContext {
             AttentionPhase::Prefill => &[1],
         };
         // After a rope: the default's geometry unfused first, so that even a short budget times
-        // the one launch against the two; then every geometry both ways.
+        // the one launch against the two; then the default's geometry with key steps loaded the
+        // other way (fused and not), so that it also answers whether loading ahead pays; then every
+        // geometry both ways, with the default's kv_prefetch first.
         let rope = self.style.is_some();
+        let prefetch = default.kv_prefetch;
         if rope {
-            list.push(AttentionKnobs::per_token(default.warps, default.kv_splits));
+            list.push(
+                AttentionKnobs::per_token(default.warps, default.kv_splits)
+                    .with_kv_prefetch(prefetch),
+            );
         }
-        for &kv_splits in splits {
-            for warps in [4, 2, 8] {
-                if rope {
-                    list.push(AttentionKnobs::fused_rope(warps, kv_splits));
+        if default.tile_tokens == 0 {
+            list.push(default.clone().with_kv_prefetch(!prefetch));
+            if rope {
+                list.push(
+                    AttentionKnobs::per_token(default.warps, default.kv_splits)
+                        .with_kv_prefetch(!prefetch),
+                );
+            }
+        }
+        for kv_prefetch in [prefetch, !prefetch] {
+            for &kv_splits in splits {
+                for warps in [4, 2, 8] {
+                    if rope {
+                        list.push(
+                            AttentionKnobs::fused_rope(warps, kv_splits)
+                                .with_kv_prefetch(kv_prefetch),
+                        );
+                    }
+                    list.push(
+                        AttentionKnobs::per_token(warps, kv_splits).with_kv_prefetch(kv_prefetch),
+                    );
                 }
-                list.push(AttentionKnobs::per_token(warps, kv_splits));
             }
         }
         if self.phase == AttentionPhase::Prefill {
@@ -417,6 +464,7 @@ impl Tunable for AttentionContext {
             tile_tokens: knobs.tile_tokens,
             kv_chunk: knobs.kv_chunk,
             fused_rope: knobs.fused_rope,
+            kv_prefetch: knobs.kv_prefetch,
             ..self.clone()
         }
     }
