@@ -31,7 +31,47 @@ fn small_gemvs_keep_the_latency_bound_default() {
             "{}",
             ctx.problem()
         );
+        // Whole rows prefetched into L2 under the x prologue, with or without a norm.
+        assert_eq!(k.prefetch, 16, "{}", ctx.problem());
     }
+    // No L2 prefetch instruction on AMD: the knob would change nothing there.
+    let t = Target::parse("gfx1030").unwrap();
+    let amd = GemvContext::fused(
+        &t,
+        896,
+        vec![GemvSegment::new(GgmlType::Q8_0, 896)],
+        None,
+        GemvEpilogue::Residual,
+    );
+    assert_eq!(amd.knobs().prefetch, 0);
+}
+
+#[test]
+fn big_gemvs_with_a_norm_take_sixteen_warps() {
+    let norm = |format: GgmlType, rows: &[usize], epilogue: GemvEpilogue| {
+        let t = Target::parse("sm_90").unwrap();
+        let segments = rows.iter().map(|&n| GemvSegment::new(format, n)).collect();
+        GemvContext::fused(&t, 4096, segments, Some(1e-5), epilogue)
+    };
+    // llama3-8b's q/k/v: 16 warps of one row, one chunk at a time, no prefetch.
+    let qkv = norm(GgmlType::Q4_0, &[4096, 1024, 1024], GemvEpilogue::Store);
+    let k = qkv.knobs();
+    assert_eq!(
+        (k.rows_per_block, k.unroll, k.row_groups, k.prefetch),
+        (16, 1, 1, 0)
+    );
+    // Its gate/up (one pass over x for both weights): two chunks per round, two row groups.
+    let gate_up = norm(GgmlType::Q4_0, &[14336, 14336], GemvEpilogue::SiluMul);
+    let k = gate_up.knobs();
+    assert_eq!(
+        (k.rows_per_block, k.unroll, k.row_groups, k.prefetch),
+        (16, 2, 2, 0)
+    );
+    // K-quants' dots load their own bytes: one chunk per round, one row group.
+    let gate_up_k = norm(GgmlType::Q4K, &[14336, 14336], GemvEpilogue::SiluMul);
+    let k = gate_up_k.knobs();
+    assert_eq!((k.rows_per_block, k.unroll, k.row_groups), (16, 1, 1));
+    assert!(qkv.validate().is_ok() && gate_up.validate().is_ok() && gate_up_k.validate().is_ok());
 }
 
 #[test]
@@ -41,15 +81,25 @@ fn big_gemvs_default_to_the_measured_wide_blocks() {
     let down = gemv(GgmlType::Q4_0, 14336, &[4096], GemvEpilogue::Residual);
     let k = down.knobs();
     assert_eq!(
-        (k.rows_per_block, k.unroll, k.row_groups, k.preload),
-        (32, 2, 1, false)
+        (
+            k.rows_per_block,
+            k.unroll,
+            k.row_groups,
+            k.preload,
+            k.prefetch
+        ),
+        (32, 2, 1, false, 2)
     );
     assert_eq!(down.block(), (32, 32, 1));
     // Rows of 4096: one chunk per round; K-quants (not measured) keep one everywhere.
     let output = gemv(GgmlType::Q4_0, 4096, &[4096], GemvEpilogue::Residual);
     assert_eq!(
-        (output.knobs().rows_per_block, output.knobs().unroll),
-        (32, 1)
+        (
+            output.knobs().rows_per_block,
+            output.knobs().unroll,
+            output.knobs().prefetch
+        ),
+        (32, 1, 4)
     );
     let down_k = gemv(GgmlType::Q4K, 14336, &[4096], GemvEpilogue::Residual);
     assert_eq!(down_k.knobs().unroll, 1);

@@ -256,6 +256,25 @@ s6c)
     bench l8b-Q4_K_M
     log "s6c done"
     ;;
+s6d)
+    # Session 6, last call, on a fresh machine (carry .devbin, .devcarry/llamacpp-src.tar.xz):
+    # the defaults after s6b's tuning results became defaults, beside llama.cpp built in the same
+    # call; gpu_model, and the gpu_ops test s6a's time limit cut off.
+    nvidia-smi > "$W/logs/nvidia-smi.txt" 2>&1
+    start_llama_build
+    for t in Q4_0 Q8_0; do synth "qwen05-$t" qwen2.5-0.5b $t; done
+    setsid nohup bash -c "for t in Q4_0 Q4_K_M; do [ -f $M/l8b-\$t.gguf ] || $RF synth --preset llama3-8b --type \$t --out $M/l8b-\$t.gguf; done; echo SYNTH_DONE" \
+        > "$W/logs/synth8b.log" 2>&1 < /dev/null &
+    log "GPU tests"
+    OUT=$W/gpucheck timeout 150 tools/device/gpu-check.sh "$W/bin" gpu_model > "$W/logs/gpu-check.log" 2>&1
+    ROCMFORGE_CACHE_DIR=/tmp/rocmforge-kernel-cache timeout 100 "$W/bin/gpu_ops" smollm2_shape_every_op > "$W/gpucheck/gpu_ops_smollm2.log" 2>&1
+    echo "gpu_ops smollm2_shape_every_op: exit $?" >> "$W/gpucheck/summary.txt"
+    echo "## GPU tests" >> "$S"; cat "$W/gpucheck/summary.txt" >> "$S" 2>/dev/null
+    for _ in $(seq 200); do grep -q BUILD_EXIT "$W/logs/llama-build.log" && grep -q SYNTH_DONE "$W/logs/synth8b.log" && break; sleep 2; done
+    echo -e "\n## bench, defaults (tok/s, median of 5; rocmforge / llama.cpp on this card)\n| model | rocmforge pp512 | llama.cpp pp512 | ratio | rocmforge tg128 | llama.cpp tg128 | ratio | roofline share |\n|---|---|---|---|---|---|---|---|" >> "$S"
+    for m in qwen05-Q4_0 l8b-Q4_0 qwen05-Q8_0 l8b-Q4_K_M; do bench "$m"; done
+    log "s6d done"
+    ;;
 final1)
     # The last fresh machine: rocmforge alone (.devcarry/bin), the llama.cpp source and the first
     # half of SmolLM2. Benches of the defaults, then after tuning qwen2.5-0.5b Q4_0, all beside
@@ -296,7 +315,7 @@ final2)
     python3 tools/device/compare.py "smollm2 (default)" "$W/logs/rf-def-smollm2.json" "$W/logs/lc-smollm2.json" >> "$S"
     log "final2 done"
     ;;
-*) echo "usage: $0 main|tune|smol|retune|resmol|probe|s6a|s6b|s6c|final1|final2"; exit 2 ;;
+*) echo "usage: $0 main|tune|smol|retune|resmol|probe|s6a|s6b|s6c|s6d|final1|final2"; exit 2 ;;
 esac
 cp "$S" "$OUT/summary.md" 2>/dev/null
 tar czf "$OUT/logs.tgz" -C "$W" logs gpucheck 2>/dev/null

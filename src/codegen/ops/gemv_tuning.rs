@@ -1,13 +1,11 @@
 //! The decode GEMV's default knobs per shape and its tuning candidates (`GemvContext`'s
 //! `Tunable`): which geometry, chunk rounds, row groups and x staging to use where.
 
-use super::matmul::{GemvContext, GemvKnobs};
+use super::matmul::{GemvContext, GemvEpilogue, GemvKnobs};
 use crate::codegen::context::{valid_candidates, OpContext, Tunable};
 
 /// Output rows from which the default GEMV gives each warp two rows (LM heads).
 const GEMV_WIDE_ROWS: usize = 65536;
-/// The most rows a GEMV without a norm may have for whole-row L2 prefetch by default.
-const GEMV_PREFETCH_MAX_ROWS: usize = 2048;
 /// Rows and row length from which a GEMV is bandwidth-bound rather than latency-bound
 /// (llama3-8b's projections, not qwen2.5-0.5b's), and gets the wide default (see `default_knobs`).
 const GEMV_BIG_ROWS: usize = 4096;
@@ -17,44 +15,46 @@ impl GemvContext {
     /// Eight warps per block, one row per warp: `rocmforge tune` on an H200 chose this for 7 of
     /// the 8 non-LM-head GEMVs of qwen2.5-0.5b and llama3-8b Q4_0 (1.08-1.94x over the previous
     /// default of four warps of one to four rows: many short warps keep more loads in flight);
-    /// qwen's K=4864 down projection preferred split-K 4 (1.57x), left to tuning. For the very
+    /// qwen's K=4864 down projection preferred split-K or 16 warps, left to tuning. For the very
     /// wide LM heads (64K+ rows) two rows per warp, which tuning also preferred there. Int8
     /// x wherever the formats have an int8 dot and the staged x fits in shared memory: integer
-    /// dot products take a fraction of the instructions per weight (two of the tuned winners,
-    /// qwen's output and down projections, used f32 x). L2 prefetch of whole rows (16 rounds)
-    /// only for GEMVs without a norm over at most `GEMV_PREFETCH_MAX_ROWS` rows: on
-    /// qwen2.5-0.5b's 896-row output and down projections the tuner chose it (1.10x, 1.21x);
-    /// on llama3-8b Q4_0, measured against two rounds, no prefetch was 1.14x faster on the
-    /// gate/up GEMV and no setting (0 to 16 rounds) was 2% faster on the other GEMVs (which way
-    /// prefetch pays there was not measured). Too few blocks to fill the GPU leave a small GEMV
-    /// latency-bound, and the prefetch puts a whole row's loads in flight before the x prologue.
+    /// dot products take a fraction of the instructions per weight. Small GEMVs prefetch their
+    /// whole rows into L2 before the x prologue, so that the DRAM latency runs under it: tuning
+    /// chose that on every small GEMV it gained on (H200, session 6: qwen2.5-0.5b Q4_0 and Q8_0
+    /// q/k/v 1.12-1.14x and gate/up 1.09-1.10x, SmolLM2's 1.16x and 1.28x, the 896-row output
+    /// and down projections earlier, 1.10x and 1.21x); too few blocks to fill the GPU leave a
+    /// small GEMV latency-bound.
     ///
     /// Big GEMVs (`GEMV_BIG_ROWS` rows, `GEMV_BIG_K` values per row: llama3-8b) are bound by
-    /// bytes in flight, not launch latency. What `rocmforge tune` measured on an H200 for
-    /// llama3-8b Q4_0 at position 512 (per call, against the small-model default of 8 warps of
-    /// one row): 32 warps of one row per block won the gate/up (31.1 against 37.5 us), down
-    /// (17.1, with two chunks per lane per round, against 30.7) and output projections (7.2
-    /// against 10.2) and tied 16 warps on q/k/v (9.8 against 9.6; 11.8 before); the LM head took
-    /// 16 warps of two rows, two chunks per round and two row groups per block (101.7 against
-    /// 119.5). Fewer blocks re-read and quantize x, and more warps share each prologue. Two
-    /// chunks per round only where the dot splits into loads and arithmetic (Q4_0, Q8_0: the
-    /// software-pipelined rounds); K-quants keep one. Only Q4_0 was measured: Q8_0 and K-quant
-    /// models, and every AMD target, get this geometry untimed. A block holds at most 1024
-    /// threads: 16 warps on 64-lane targets.
+    /// bytes in flight, not launch latency. What `rocmforge tune` chose on an H200 for
+    /// llama3-8b Q4_0 at position 512 (session 6, per call): 16 warps of one row for the GEMVs
+    /// with a norm (q/k/v 9.61 against 12.27 us with 32 warps; gate/up, one pass over x for both
+    /// weights, 30.56 against 37.39 with two chunks per round and two row groups per block); 32
+    /// warps for those without, prefetching the first rows' chunks into L2 (output 5.72 against
+    /// 6.45 with four rounds, i.e. whole rows; down 16.34 against 17.14 with two rounds and two
+    /// chunks per round); the LM head 16 warps of two rows, two chunks per round and two row
+    /// groups per block (104.1, the best of 79). Two chunks per round only where the dot splits
+    /// into loads and arithmetic (Q4_0, Q8_0: the software-pipelined rounds); K-quants keep one,
+    /// and one row group. Only Q4_0 was measured: Q8_0 and K-quant models, and every AMD
+    /// target, get this geometry untimed. A block holds at most 1024 threads: 16 warps on
+    /// 64-lane targets.
     pub(super) fn default_knobs(&self) -> GemvKnobs {
         let big = self.k >= GEMV_BIG_K && self.blocks(1) >= GEMV_BIG_ROWS;
         let wide = self.blocks(1) >= GEMV_WIDE_ROWS;
+        let norm = self.norm_eps.is_some();
+        let pair = self.epilogue == GemvEpilogue::SiluMul;
         let max_warps = (1024 / self.target.warp_size.max(1)) as usize;
-        let rows_per_block = match (big, wide) {
+        let rows_per_block = match (big, wide || norm) {
             (false, _) => 8,
             (true, true) => 16,
             (true, false) => 32.min(max_warps),
         };
         let rows_per_warp = if wide { 2 } else { 1 };
-        let unroll = if big && self.raw_chunks() && (wide || self.k >= 2 * GEMV_BIG_K) {
-            2
-        } else {
-            1
+        let two_rounds = big && self.raw_chunks() && (wide || pair || self.k >= 2 * GEMV_BIG_K);
+        let prefetch = match (big, norm) {
+            (false, _) => self.prefetch_rounds(16),
+            (true, true) => 0,
+            (true, false) => self.prefetch_rounds(if self.k <= GEMV_BIG_K { 4 } else { 2 }),
         };
         let knobs = GemvKnobs {
             rows_per_block: rows_per_block as u32,
@@ -62,13 +62,9 @@ impl GemvContext {
             split_k: 1,
             tokens: 1,
             x_int8: true,
-            prefetch: if self.norm_eps.is_none() && self.blocks(1) <= GEMV_PREFETCH_MAX_ROWS {
-                self.prefetch_rounds(16)
-            } else {
-                0
-            },
-            unroll,
-            row_groups: if big && wide { 2 } else { 1 },
+            prefetch,
+            unroll: if two_rounds { 2 } else { 1 },
+            row_groups: if two_rounds && (wide || pair) { 2 } else { 1 },
             preload: false,
             lane_group: 0,
         };
