@@ -10,6 +10,11 @@
 #         per-kernel profile of qwen2.5-0.5b's decode.
 #   retune, resmol: the same again after a fix to tuning, in two calls (see their comments).
 #   final1, final2: defaults and tuned benches, the GPU op tests and SmolLM2, in two calls.
+#   probe (carry .devbin; needs no peer): per-kernel decode times (ncu), decode attention
+#         candidates at positions 64 and 512 (`tune --decode-pos`), ncu sections of llama3-8b.
+#   s6a, s6b, s6c: session 6's triplet (tests, verify and defaults beside llama.cpp; tune and
+#         benches; SmolLM2 and time to first token); s6d: one call on a fresh machine, defaults
+#         beside llama.cpp with the GPU model tests.
 #   smol  (carry .devcarry/smol.part2, machine still warm): join SmolLM2, verify, bench it and the
 #         other models, time to first token (qwen2.5-0.5b, empty and filled kernel cache), tune
 #         SmolLM2, bench it again.
