@@ -46,6 +46,28 @@ struct Case {
     growing: bool,
 }
 
+/// A case with keys and queries as drawn (not growing).
+fn case(
+    target: &'static str,
+    n_head: usize,
+    n_kv_head: usize,
+    head_dim: usize,
+    n_ctx: usize,
+    pos0: usize,
+    n_tokens: usize,
+) -> Case {
+    Case {
+        target,
+        n_head,
+        n_kv_head,
+        head_dim,
+        n_ctx,
+        pos0,
+        n_tokens,
+        growing: false,
+    }
+}
+
 /// Inputs and the CPU engine's output for one case.
 struct Data {
     q: Vec<f32>,
@@ -202,16 +224,6 @@ fn every_tiled_prefill_candidate_matches_the_cpu() {
 /// phi3's head size 96 without grouping, a group of 3 filling the context to its last row.
 #[test]
 fn tiled_prefill_matches_the_cpu_across_shapes() {
-    let case = |target, n_head, n_kv_head, head_dim, n_ctx, pos0, n_tokens| Case {
-        target,
-        n_head,
-        n_kv_head,
-        head_dim,
-        n_ctx,
-        pos0,
-        n_tokens,
-        growing: false,
-    };
     let growing = |target| Case {
         growing: true,
         ..case(target, 14, 2, 64, 96, 3, 70)
@@ -250,16 +262,6 @@ fn tiled_prefill_matches_the_cpu_across_shapes() {
 /// scores exceed the earlier maxima.
 #[test]
 fn per_token_decode_over_key_steps_matches_the_cpu() {
-    let case = |target, n_head, n_kv_head, head_dim, n_ctx, pos0, n_tokens| Case {
-        target,
-        n_head,
-        n_kv_head,
-        head_dim,
-        n_ctx,
-        pos0,
-        n_tokens,
-        growing: false,
-    };
     let cases = [
         case("gfx1030", 14, 2, 64, 320, 37, 1),
         case("gfx1030", 14, 2, 64, 320, 20, 3),

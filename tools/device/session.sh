@@ -87,6 +87,27 @@ start_llama_build() {
         > "$W/logs/llama-build.log" 2>&1 < /dev/null &
 }
 
+fresh_machine() { # session 6: llama.cpp's build and the 8B files in the background, qwen2.5 now
+    nvidia-smi > "$W/logs/nvidia-smi.txt" 2>&1
+    start_llama_build
+    for t in Q4_0 Q8_0; do synth "qwen05-$t" qwen2.5-0.5b $t; done
+    # Both 8B files before any bench: a synth running beside llama-bench would slow its host side.
+    setsid nohup bash -c "for t in Q4_0 Q4_K_M; do [ -f $M/l8b-\$t.gguf ] || $RF synth --preset llama3-8b --type \$t --out $M/l8b-\$t.gguf; done; echo SYNTH_DONE" \
+        > "$W/logs/synth8b.log" 2>&1 < /dev/null &
+}
+
+smol_round() { # SmolLM2 joined from its halves, verified, benched, tuned and benched again
+    cat "$W/smol.part1" .devcarry/smol.part2 > "$M/smollm2.gguf"
+    sha256sum "$M/smollm2.gguf" | tee -a "$W/logs/session.log"
+    echo -e "\n## SmolLM2 (real file)\n| model | result | logits | greedy |\n|---|---|---|---|" >> "$S"
+    verify smollm2
+    rf_bench smollm2 def
+    tune smollm2 30 --only matmul_gemv --only attention
+    echo -e "\n| model | rocmforge pp512 | llama.cpp pp512 | ratio | rocmforge tg128 | llama.cpp tg128 | ratio | roofline share |\n|---|---|---|---|---|---|---|---|" >> "$S"
+    bench smollm2
+    python3 tools/device/compare.py "smollm2 (default)" "$W/logs/rf-def-smollm2.json" "$W/logs/lc-smollm2.json" >> "$S"
+}
+
 profile() { # model: per-kernel GPU time of a short bench run (decode inside its graph included)
     local m=$1
     log "profile $m"
@@ -208,12 +229,7 @@ s6a)
     # Session 6, first call on a fresh machine (carry .devbin, .devcarry/llamacpp-src.tar.xz):
     # llama.cpp's CUDA build and the 8B file in the background; the GPU op and model tests and
     # verify; then the defaults of this commit beside llama.cpp.
-    nvidia-smi > "$W/logs/nvidia-smi.txt" 2>&1
-    start_llama_build
-    for t in Q4_0 Q8_0; do synth "qwen05-$t" qwen2.5-0.5b $t; done
-    # Both files before any bench: a synth running beside llama-bench would slow its host side.
-    setsid nohup bash -c "for t in Q4_0 Q4_K_M; do [ -f $M/l8b-\$t.gguf ] || $RF synth --preset llama3-8b --type \$t --out $M/l8b-\$t.gguf; done; echo SYNTH_DONE" \
-        > "$W/logs/synth8b.log" 2>&1 < /dev/null &
+    fresh_machine
     synth l8b4-Q4_K_M llama3-8b Q4_K_M --layers 4
     log "GPU test binaries"
     OUT=$W/gpucheck timeout 200 tools/device/gpu-check.sh "$W/bin" gpu_ops gpu_model > "$W/logs/gpu-check.log" 2>&1
@@ -242,15 +258,7 @@ s6b)
 s6c)
     # Right after s6b (carry .devcarry/smol.part2): SmolLM2 (real file) verified, benched with
     # the defaults, tuned and benched again; time to first token.
-    cat "$W/smol.part1" .devcarry/smol.part2 > "$M/smollm2.gguf"
-    sha256sum "$M/smollm2.gguf" | tee -a "$W/logs/session.log"
-    echo -e "\n## SmolLM2 (real file)\n| model | result | logits | greedy |\n|---|---|---|---|" >> "$S"
-    verify smollm2
-    rf_bench smollm2 def
-    tune smollm2 30 --only matmul_gemv --only attention
-    echo -e "\n| model | rocmforge pp512 | llama.cpp pp512 | ratio | rocmforge tg128 | llama.cpp tg128 | ratio | roofline share |\n|---|---|---|---|---|---|---|---|" >> "$S"
-    bench smollm2
-    python3 tools/device/compare.py "smollm2 (default)" "$W/logs/rf-def-smollm2.json" "$W/logs/lc-smollm2.json" >> "$S"
+    smol_round
     log "time to first token, cold and warm cache (qwen2.5-0.5b Q4_0)"
     rm -rf "$W/kcache-cold"
     for run in cold warm; do
@@ -265,11 +273,7 @@ s6d)
     # Session 6, last call, on a fresh machine (carry .devbin, .devcarry/llamacpp-src.tar.xz):
     # the defaults after s6b's tuning results became defaults, beside llama.cpp built in the same
     # call; gpu_model, and the gpu_ops test s6a's time limit cut off.
-    nvidia-smi > "$W/logs/nvidia-smi.txt" 2>&1
-    start_llama_build
-    for t in Q4_0 Q8_0; do synth "qwen05-$t" qwen2.5-0.5b $t; done
-    setsid nohup bash -c "for t in Q4_0 Q4_K_M; do [ -f $M/l8b-\$t.gguf ] || $RF synth --preset llama3-8b --type \$t --out $M/l8b-\$t.gguf; done; echo SYNTH_DONE" \
-        > "$W/logs/synth8b.log" 2>&1 < /dev/null &
+    fresh_machine
     log "GPU tests"
     OUT=$W/gpucheck timeout 150 tools/device/gpu-check.sh "$W/bin" gpu_model > "$W/logs/gpu-check.log" 2>&1
     ROCMFORGE_CACHE_DIR=/tmp/rocmforge-kernel-cache timeout 100 "$W/bin/gpu_ops" smollm2_shape_every_op > "$W/gpucheck/gpu_ops_smollm2.log" 2>&1
@@ -310,14 +314,7 @@ final2)
     cp .devcarry/bin2/* "$W/bin/" && chmod +x "$W"/bin/*
     OUT=$W/gpucheck timeout 200 tools/device/gpu-check.sh "$W/bin" gpu_ops > "$W/logs/gpu-check.log" 2>&1
     echo "## GPU tests" >> "$S"; cat "$W/gpucheck/summary.txt" >> "$S" 2>/dev/null
-    cat "$W/smol.part1" .devcarry/smol.part2 > "$M/smollm2.gguf"
-    sha256sum "$M/smollm2.gguf" | tee -a "$W/logs/session.log"
-    verify smollm2
-    rf_bench smollm2 def
-    tune smollm2 30 --only matmul_gemv --only attention
-    echo -e "\n| model | rocmforge pp512 | llama.cpp pp512 | ratio | rocmforge tg128 | llama.cpp tg128 | ratio | roofline share |\n|---|---|---|---|---|---|---|---|" >> "$S"
-    bench smollm2
-    python3 tools/device/compare.py "smollm2 (default)" "$W/logs/rf-def-smollm2.json" "$W/logs/lc-smollm2.json" >> "$S"
+    smol_round
     log "final2 done"
     ;;
 *) echo "usage: $0 main|tune|smol|retune|resmol|probe|s6a|s6b|s6c|s6d|final1|final2"; exit 2 ;;
