@@ -108,6 +108,15 @@ smol_round() { # SmolLM2 joined from its halves, verified, benched, tuned and be
     python3 tools/device/compare.py "smollm2 (default)" "$W/logs/rf-def-smollm2.json" "$W/logs/lc-smollm2.json" >> "$S"
 }
 
+first_token_times() { # time to first token of qwen2.5-0.5b Q4_0, empty and filled kernel cache
+    log "time to first token, cold and warm cache (qwen2.5-0.5b Q4_0)"
+    rm -rf "$W/kcache-cold"
+    for run in cold warm; do
+        ROCMFORGE_CACHE_DIR=$W/kcache-cold timeout 120 $RF bench --gguf "$M/qwen05-Q4_0.gguf" --device cuda -p 16 -n 4 -r 1 2>&1 \
+            | grep 'time to first token' | sed "s/^/$run: /" >> "$S"
+    done
+}
+
 profile() { # model: per-kernel GPU time of a short bench run (decode inside its graph included)
     local m=$1
     log "profile $m"
@@ -155,12 +164,7 @@ smol)
     echo -e "\n## SmolLM2, then the other models (8B attention tuned above)\n| model | rocmforge pp512 | llama.cpp pp512 | ratio | rocmforge tg128 | llama.cpp tg128 | ratio | roofline share |\n|---|---|---|---|---|---|---|---|" >> "$S"
     bench smollm2
     for m in qwen05-Q4_K_M l8b-Q4_K_M l8b-Q8_0; do bench "$m"; done
-    log "time to first token, cold and warm cache (qwen2.5-0.5b Q4_0)"
-    rm -rf "$W/kcache-cold"
-    for run in cold warm; do
-        ROCMFORGE_CACHE_DIR=$W/kcache-cold timeout 120 $RF bench --gguf "$M/qwen05-Q4_0.gguf" --device cuda -p 16 -n 4 -r 1 2>&1 \
-            | grep 'time to first token' | sed "s/^/$run: /" >> "$S"
-    done
+    first_token_times
     tune smollm2 40 --only matmul_gemv --only attention
     echo -e "\n| model | rocmforge pp512 | llama.cpp pp512 | ratio | rocmforge tg128 | llama.cpp tg128 | ratio | roofline share |\n|---|---|---|---|---|---|---|---|" >> "$S"
     bench smollm2
@@ -259,12 +263,7 @@ s6c)
     # Right after s6b (carry .devcarry/smol.part2): SmolLM2 (real file) verified, benched with
     # the defaults, tuned and benched again; time to first token.
     smol_round
-    log "time to first token, cold and warm cache (qwen2.5-0.5b Q4_0)"
-    rm -rf "$W/kcache-cold"
-    for run in cold warm; do
-        ROCMFORGE_CACHE_DIR=$W/kcache-cold timeout 120 $RF bench --gguf "$M/qwen05-Q4_0.gguf" --device cuda -p 16 -n 4 -r 1 2>&1 \
-            | grep 'time to first token' | sed "s/^/$run: /" >> "$S"
-    done
+    first_token_times
     echo -e "\n## llama3-8b Q4_K_M, defaults\n| model | rocmforge pp512 | llama.cpp pp512 | ratio | rocmforge tg128 | llama.cpp tg128 | ratio | roofline share |\n|---|---|---|---|---|---|---|---|" >> "$S"
     bench l8b-Q4_K_M
     log "s6c done"
