@@ -34,6 +34,17 @@ fn small_gemvs_keep_the_latency_bound_default() {
         // Whole rows prefetched into L2 under the x prologue, with or without a norm.
         assert_eq!(k.prefetch, 16, "{}", ctx.problem());
     }
+    // The LM head of a small Q4_0 model: lane groups of four blocks (tuned twice on qwen2.5's);
+    // Q8_0's keeps whole blocks per lane.
+    let head = gemv(GgmlType::Q4_0, 896, &[151936], GemvEpilogue::Store);
+    let k = head.knobs();
+    assert_eq!(
+        (k.rows_per_block, k.rows_per_warp, k.lane_group, k.prefetch),
+        (8, 2, 4, 0)
+    );
+    assert!(head.validate().is_ok());
+    let head8 = gemv(GgmlType::Q8_0, 896, &[151936], GemvEpilogue::Store);
+    assert_eq!(head8.knobs().lane_group, 0);
     // No L2 prefetch instruction on AMD: the knob would change nothing there.
     let t = Target::parse("gfx1030").unwrap();
     let amd = GemvContext::fused(

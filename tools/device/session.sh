@@ -278,6 +278,8 @@ s6d)
     ROCMFORGE_CACHE_DIR=/tmp/rocmforge-kernel-cache timeout 100 "$W/bin/gpu_ops" smollm2_shape_every_op > "$W/gpucheck/gpu_ops_smollm2.log" 2>&1
     echo "gpu_ops smollm2_shape_every_op: exit $?" >> "$W/gpucheck/summary.txt"
     echo "## GPU tests" >> "$S"; cat "$W/gpucheck/summary.txt" >> "$S" 2>/dev/null
+    echo -e "\n## verify: GPU vs CPU reference\n| model | result | logits | greedy |\n|---|---|---|---|" >> "$S"
+    verify qwen05-Q4_0
     for _ in $(seq 200); do grep -q BUILD_EXIT "$W/logs/llama-build.log" && grep -q SYNTH_DONE "$W/logs/synth8b.log" && break; sleep 2; done
     echo -e "\n## bench, defaults (tok/s, median of 5; rocmforge / llama.cpp on this card)\n| model | rocmforge pp512 | llama.cpp pp512 | ratio | rocmforge tg128 | llama.cpp tg128 | ratio | roofline share |\n|---|---|---|---|---|---|---|---|" >> "$S"
     for m in qwen05-Q4_0 l8b-Q4_0 qwen05-Q8_0 l8b-Q4_K_M; do bench "$m"; done
