@@ -10,9 +10,19 @@ use rocmforge::codegen::ops::GemvContext;
 use rocmforge::gguf::GgmlType;
 
 fn gemv(format: GgmlType, k: usize, rows: &[usize], epilogue: GemvEpilogue) -> GemvContext {
+    gemv_with_norm(format, k, rows, None, epilogue)
+}
+
+fn gemv_with_norm(
+    format: GgmlType,
+    k: usize,
+    rows: &[usize],
+    norm_eps: Option<f32>,
+    epilogue: GemvEpilogue,
+) -> GemvContext {
     let t = Target::parse("sm_90").unwrap();
     let segments = rows.iter().map(|&n| GemvSegment::new(format, n)).collect();
-    GemvContext::fused(&t, k, segments, None, epilogue)
+    GemvContext::fused(&t, k, segments, norm_eps, epilogue)
 }
 
 #[test]
@@ -60,9 +70,7 @@ fn small_gemvs_keep_the_latency_bound_default() {
 #[test]
 fn big_gemvs_with_a_norm_take_sixteen_warps() {
     let norm = |format: GgmlType, rows: &[usize], epilogue: GemvEpilogue| {
-        let t = Target::parse("sm_90").unwrap();
-        let segments = rows.iter().map(|&n| GemvSegment::new(format, n)).collect();
-        GemvContext::fused(&t, 4096, segments, Some(1e-5), epilogue)
+        gemv_with_norm(format, 4096, rows, Some(1e-5), epilogue)
     };
     // llama3-8b's q/k/v: 16 warps of one row, one chunk at a time, no prefetch.
     let qkv = norm(GgmlType::Q4_0, &[4096, 1024, 1024], GemvEpilogue::Store);
