@@ -14,6 +14,11 @@ use crate::plan::Hparams;
 /// start on and rely on it.
 pub const ALIGN: usize = 256;
 
+/// Bytes kept after the last tensor: the decode GEMV reads a Q4_0 or Q8_0 block as the aligned
+/// 16-byte words around it (quant/words_a2's windows), up to 14 bytes past the block, which past
+/// the last tensor's end must still be inside the allocation.
+pub const TAIL_SLACK: usize = ALIGN;
+
 pub fn align_up(bytes: usize) -> usize {
     bytes.div_ceil(ALIGN) * ALIGN
 }
@@ -35,6 +40,7 @@ impl WeightLayout {
             layout.offsets.insert(t.name.clone(), layout.total);
             layout.total += align_up(t.n_bytes as usize);
         }
+        layout.total += TAIL_SLACK;
         layout
     }
 }
@@ -150,7 +156,7 @@ mod tests {
         let layout = WeightLayout::new(&[&a, &b, &a]);
         assert_eq!(layout.offsets["a"], 0);
         assert_eq!(layout.offsets["b"], 1024);
-        assert_eq!(layout.total, 1280);
+        assert_eq!(layout.total, 1280 + TAIL_SLACK);
     }
 
     #[test]
