@@ -43,7 +43,11 @@ use rocmforge::graph::{Fusion, FusionKind, GemvEpilogue, Op, Step, ValueId};
 use rocmforge::plan::Model;
 
 const N_CTX: usize = 64;
+/// Where a unit's tokens start: the cache rows before hold an earlier call's keys and values.
 const POS0: usize = 5;
+/// A later start for the decode attention candidates: 45 keys and more make several splits take
+/// part (from 8 keys per split) where 5 make one.
+const LATE_POS0: usize = 45;
 
 fn tolerance(op: Op) -> f64 {
     match op {
@@ -62,6 +66,8 @@ struct Harness<'a> {
     gpu: GpuBackend,
     failures: Vec<String>,
     label: String,
+    /// The position of the units' first token.
+    pos0: usize,
 }
 
 impl Harness<'_> {
@@ -124,7 +130,7 @@ impl Harness<'_> {
                     &mut out,
                     out_width,
                     hp.head_dim,
-                    POS0,
+                    self.pos0,
                     hp.rope_base,
                     hp.rope_style,
                 );
@@ -136,7 +142,7 @@ impl Harness<'_> {
                     n_kv_head: hp.n_kv_head,
                     head_dim: hp.head_dim,
                 };
-                ops::attention(&inputs[0], kc, vc, shape, POS0, &mut out);
+                ops::attention(&inputs[0], kc, vc, shape, self.pos0, &mut out);
             }
             Op::Add => ops::add(&inputs[0], &inputs[1], &mut out),
             Op::SiluMul => ops::silu_mul(&inputs[0], &inputs[1], &mut out),
@@ -176,10 +182,12 @@ impl Harness<'_> {
         if attention.is_some() {
             // Earlier positions hold keys and values of an earlier call, as in a real prefix.
             for (i, &id) in external.iter().enumerate() {
-                let rows = random_rows(POS0 * self.width(id), seed ^ (100 + i as u64), 1.0);
+                let rows = random_rows(self.pos0 * self.width(id), seed ^ (100 + i as u64), 1.0);
                 self.gpu.set_value_rows(id, &rows).unwrap();
             }
-            self.gpu.run_single_step(site, &[0; POS0], 0).unwrap();
+            self.gpu
+                .run_single_step(site, &vec![0; self.pos0], 0)
+                .unwrap();
         }
         let mut values: HashMap<ValueId, Vec<f32>> = HashMap::new();
         for (i, &id) in external.iter().enumerate() {
@@ -187,8 +195,12 @@ impl Harness<'_> {
             self.gpu.set_value_rows(id, &rows).unwrap();
             values.insert(id, rows);
         }
-        self.gpu.run_single_step(site, &tokens, POS0).unwrap();
-        let cache = attention.map(|_| self.gpu.kv_rows(site.layer.unwrap(), POS0 + n).unwrap());
+        self.gpu.run_single_step(site, &tokens, self.pos0).unwrap();
+        let cache = attention.map(|_| {
+            self.gpu
+                .kv_rows(site.layer.unwrap(), self.pos0 + n)
+                .unwrap()
+        });
         for step in group {
             let inputs: Vec<Vec<f32>> = step.inputs.iter().map(|id| values[id].clone()).collect();
             if step.op == Op::Attention {
@@ -255,7 +267,7 @@ impl Harness<'_> {
             x.iter().map(|&f| half::f16::from_f32(f).to_f32()).collect()
         };
         for (got, want, what) in [(&cache.0, &inputs[1], "k"), (&cache.1, &inputs[2], "v")] {
-            let err = nmse(&got[POS0 * kv_width..], &rounded(want));
+            let err = nmse(&got[self.pos0 * kv_width..], &rounded(want));
             if err > 1e-8 {
                 self.failures.push(format!(
                     "{} {} n={n}: the {what} cache rows are not f16 of the new {what} (nmse {err:.3e})",
@@ -303,6 +315,7 @@ fn check_model(runtime: &Arc<dyn GpuRuntime>, spec: SynthModel) -> Vec<String> {
         gpu,
         failures: Vec::new(),
         label: spec.label(),
+        pos0: POS0,
     };
     let program = &model.program;
     let sections = [
@@ -332,7 +345,8 @@ fn check_model(runtime: &Arc<dyn GpuRuntime>, spec: SynthModel) -> Vec<String> {
 /// applies it, on one layer's rope + attention units. Prefill: the tiled kernel's tile sizes,
 /// key chunks and warps, and the per-token kernel, over 9 tokens (one partial tile) and 40
 /// (several tiles and chunks). Decode: splits and warps, each rotating q and k and storing k
-/// and v itself or after rope_store, over 1 and 3 tokens.
+/// and v itself or after rope_store, key steps loaded ahead by 0 to 4 and splits taking part
+/// from 0 to 8 key steps each, over 1 and 3 tokens from positions 5 and 45.
 fn check_attention_candidates(
     runtime: &Arc<dyn GpuRuntime>,
     spec: SynthModel,
@@ -350,17 +364,18 @@ fn check_attention_candidates(
         n_kv_head: hp.n_kv_head,
         n_ctx: N_CTX,
     };
-    let (ctx, token_counts) = match phase {
+    let (ctx, token_counts, positions): (_, _, &[usize]) = match phase {
         AttentionPhase::Prefill => (
             AttentionContext::new(&target, AttentionPhase::Prefill, shape, 1),
             [9, 40],
+            &[POS0],
         ),
         AttentionPhase::Decode => {
             let rope = ModelShape::from_model(&model).unwrap().hparams;
             let max = DECODE_MAX_TOKENS as usize;
             let ctx = AttentionContext::new(&target, AttentionPhase::Decode, shape, max)
                 .with_rope(rope.rope_style, rope.rope_base);
-            (ctx, [1, 3])
+            (ctx, [1, 3], &[POS0, LATE_POS0])
         }
     };
     let mut failures = Vec::new();
@@ -380,9 +395,15 @@ fn check_attention_candidates(
             gpu,
             failures: Vec::new(),
             label: format!("{} attention #{i} {knobs:?}", spec.label()),
+            pos0: POS0,
         };
         let steps = &model.program.block;
-        for n in token_counts {
+        for (n, pos0) in token_counts
+            .into_iter()
+            .flat_map(|n| positions.iter().map(move |&p| (n, p)))
+        {
+            h.pos0 = pos0;
+            h.label = format!("{} attention #{i} pos0={pos0} {knobs:?}", spec.label());
             let mut index = 0;
             while index < steps.len() {
                 let site = StepSite {
@@ -481,6 +502,7 @@ fn check_gemv_lane_candidates(runtime: &Arc<dyn GpuRuntime>, spec: SynthModel) -
             gpu,
             failures: Vec::new(),
             label: format!("{} lanes #{round}", spec.label()),
+            pos0: POS0,
         };
         let program = &model.program;
         for (section, layer, steps) in [

@@ -8,9 +8,15 @@
 //! far, so the online softmax's rescaling of the output runs.
 //!
 //! Then the per-token kernel (`attention.hip.tera`, decode and prefill without a rope) over warps
-//! that run 1 to 12 key steps, under 1, 4 and 16 splits, with key steps loaded ahead
-//! (`kv_prefetch`) and not: the first step is loaded before the queries, later ones one step
-//! ahead or at their step, and last steps leave slots idle.
+//! that run 1 to 40 key steps, under 1, 4 and 16 splits, with key steps loaded 0, 1, 2 and 4
+//! ahead (`kv_ahead`): the first RING = max(kv_ahead, 1) steps are loaded before the queries
+//! (their rows below the position before the wait for the launch before), later ones RING steps
+//! ahead of their arithmetic or (0) at their step, warps run fewer steps than the ring, as many
+//! and more, and last steps leave slots idle. Decode launches with
+//! `split_steps` use only as many of their 16 splits as give each that many key steps: one (it
+//! writes the output itself), some or all of them, and tokens of one launch with different
+//! counts (each (token, KV head)'s ticket counts to its own). Decode grids run last block to
+//! first, so that a merge by a split's index rather than by the ticket would fail.
 
 mod host_cxx;
 mod host_sim;
@@ -131,28 +137,25 @@ impl Case {
     }
 }
 
-/// Runs each case with the candidates of `phase` that `pick(index, knobs)` selects and returns
-/// the knobs (JSON) that ran, each checked against the CPU op.
+/// Runs each case with the knobs `knobs(index, context)` gives (candidates or not; each must
+/// validate) and returns the knobs (JSON) that ran, each checked against the CPU op.
 fn check(
     name: &str,
     cases: &[Case],
     phase: AttentionPhase,
-    pick: impl Fn(usize, &AttentionKnobs) -> bool,
+    knobs: impl Fn(usize, &AttentionContext) -> Vec<AttentionKnobs>,
 ) -> Vec<String> {
     let mut rng = Rng::new(21);
     let dir = host_templates(name);
     let renderer = Renderer::from_dir(&dir).unwrap();
     let mut launches = Vec::new();
     let mut expected = Vec::new();
-    for case in cases {
+    for (i, case) in cases.iter().enumerate() {
         let target = Target::parse(case.target).unwrap();
         let ctx = AttentionContext::new(&target, phase, case.shape(), 4);
         let data = case.data(&mut rng);
-        for (i, knobs) in ctx.candidates().iter().enumerate() {
-            if !pick(i, knobs) {
-                continue;
-            }
-            let ctx = ctx.with_knobs(knobs);
+        for knobs in knobs(i, &ctx) {
+            let ctx = ctx.with_knobs(&knobs);
             ctx.validate().unwrap();
             launches.push(Launch {
                 spec: KernelSpec::new(KernelKind::Attention, &ctx, &renderer).unwrap(),
@@ -170,8 +173,12 @@ fn check(
         }
     }
     std::fs::remove_dir_all(&dir).ok();
-    assert!(!launches.is_empty(), "no candidate picked for {name}");
-    let Some(()) = host_sim::run(name, &mut launches) else {
+    assert!(!launches.is_empty(), "no knobs for {name}");
+    let ran = match phase {
+        AttentionPhase::Decode => host_sim::run_reversed(name, &mut launches),
+        AttentionPhase::Prefill => host_sim::run(name, &mut launches),
+    };
+    let Some(()) = ran else {
         return Vec::new();
     };
     for (l, want) in launches.iter().zip(&expected) {
@@ -200,9 +207,15 @@ fn every_tiled_prefill_candidate_matches_the_cpu() {
         n_tokens: 29,
         growing: false,
     }];
-    let ran = check("attn-tiles-all", &cases, AttentionPhase::Prefill, |_, k| {
-        k.tile_tokens > 0
-    });
+    let ran = check(
+        "attn-tiles-all",
+        &cases,
+        AttentionPhase::Prefill,
+        |_, ctx| {
+            let candidates = ctx.candidates().into_iter();
+            candidates.filter(|k| k.tile_tokens > 0).collect()
+        },
+    );
     for knob in [
         "\"tile_tokens\":4",
         "\"tile_tokens\":16",
@@ -243,26 +256,39 @@ fn tiled_prefill_matches_the_cpu_across_shapes() {
         "attn-tiles-shapes",
         &cases,
         AttentionPhase::Prefill,
-        |i, k| {
-            k.tile_tokens > 0
-                && (i == 0
-                    || *k == AttentionKnobs::tiled(16, 32, 8)
-                    || *k == AttentionKnobs::tiled(4, 32, 2))
+        |_, ctx| {
+            let candidates = ctx.candidates().into_iter().enumerate();
+            candidates
+                .filter(|(i, k)| {
+                    k.tile_tokens > 0
+                        && (*i == 0
+                            || *k == AttentionKnobs::tiled(16, 32, 8)
+                            || *k == AttentionKnobs::tiled(4, 32, 2))
+                })
+                .map(|(_, k)| k)
+                .collect()
         },
     );
     assert!(ran.is_empty() || ran.len() >= 2 * cases.len(), "{ran:?}");
 }
 
-/// The per-token decode kernel with 2 warps, 1, 4 and 16 splits and key steps loaded ahead and
-/// not. qwen's heads on 32-lane warps take 8 keys per step of 2 warps, so 38 keys are 5 steps of
-/// warp 0 in one split and 2 in splits of 10, 23 keys 3 steps, 151 keys 5 steps in splits of
-/// 38 and 2 in splits of 10, and 320 keys 3 steps in splits of 20; llama3's heads 4 keys per
-/// step (46 keys: 12 steps in one split, 3 in splits of 12); head size 96 on 64-lane warps 8
-/// (101 keys: 4 steps in splits of 26). Keys that grow with the position make later steps'
-/// scores exceed the earlier maxima.
+/// Key steps loaded ahead: none (each step loads its own) and rings of 1, 2 and 4 steps.
+const KV_AHEADS: [u32; 4] = [0, 1, 2, 4];
+
+/// The per-token decode kernel with 2 warps, 1, 4 and 16 splits (all of them taking part:
+/// `split_steps` 0), 1 and 4 splits with each `kv_ahead`, 16 (many blocks, slow on the host)
+/// with 0 and 2 or 1 and 4 by turns: the ring does not depend on the split. qwen's heads on 32-lane warps take 8 keys per step of
+/// 2 warps, so 38 keys are 5 steps of warp 0 in one split and 2 in splits of 10, 23 keys 3 steps,
+/// 151 keys 5 steps in splits of 38 and 2 in splits of 10, and 320 keys 3 steps in splits of 20;
+/// llama3's heads 4 keys per step (46 keys: 12 steps in one split, 3 in splits of 12); head size
+/// 96 on 64-lane warps 8 (101 keys: 4 steps in splits of 26); and a single key at position 0
+/// (the other 15 of 16 splits empty). So rings of 1, 2 and 4 steps see warps with fewer steps,
+/// as many and more. Keys that grow with the position make later steps' scores exceed the
+/// earlier maxima.
 #[test]
 fn per_token_decode_over_key_steps_matches_the_cpu() {
     let cases = [
+        case("gfx1030", 14, 2, 64, 320, 0, 1),
         case("gfx1030", 14, 2, 64, 320, 37, 1),
         case("gfx1030", 14, 2, 64, 320, 20, 3),
         Case {
@@ -277,13 +303,99 @@ fn per_token_decode_over_key_steps_matches_the_cpu() {
         "attn-decode-steps",
         &cases,
         AttentionPhase::Decode,
-        |_, k| k.warps == 2 && [1, 4, 16].contains(&k.kv_splits),
+        |i, _| {
+            let sixteen: &[u32] = if i % 2 == 0 { &[0, 2] } else { &[1, 4] };
+            [(1, &KV_AHEADS[..]), (4, &KV_AHEADS[..]), (16, sixteen)]
+                .into_iter()
+                .flat_map(|(splits, aheads)| {
+                    let knobs = AttentionKnobs::per_token(2, splits);
+                    aheads.iter().map(move |&a| knobs.clone().with_kv_ahead(a))
+                })
+                .collect()
+        },
     );
-    assert!(ran.is_empty() || ran.len() == 6 * cases.len(), "{ran:?}");
+    assert!(ran.is_empty() || ran.len() == 10 * cases.len(), "{ran:?}");
 }
 
-/// The per-token prefill kernel (the one of targets without matrix tiles) with 2 warps, key steps
-/// loaded ahead and not, over prompts whose last tokens' warps run 3 and 4 steps.
+/// 16 splits launched, taking part from 1, 2, 4 (the default, with its 2 steps ahead) and 8
+/// key steps each, each with another `kv_ahead`.
+fn split_knobs() -> Vec<AttentionKnobs> {
+    [(1, 4), (2, 1), (4, 2), (8, 0)]
+        .map(|(split_steps, kv_ahead)| {
+            AttentionKnobs::per_token(2, 16)
+                .with_kv_ahead(kv_ahead)
+                .with_split_steps(split_steps)
+        })
+        .to_vec()
+}
+
+/// The splits taking part for each token of `case` under `knobs`: the kernel's rule restated
+/// (as many as give each `split_steps` steps of warps x keys per warp, at most `kv_splits`).
+fn active_splits(case: &Case, knobs: &AttentionKnobs) -> Vec<usize> {
+    let warp_size = Target::parse(case.target).unwrap().warp_size as usize;
+    let keys_per_step = knobs.warps as usize * warp_size / (case.head_dim / 8).next_power_of_two();
+    let launched = knobs.kv_splits as usize;
+    (0..case.n_tokens)
+        .map(|t| {
+            let n_keys = (case.pos0 + t + 1).min(case.n_ctx);
+            match knobs.split_steps as usize {
+                0 => launched,
+                s => launched.min(n_keys.div_ceil(s * keys_per_step)),
+            }
+        })
+        .collect()
+}
+
+/// Decode launches using only some of their 16 splits. qwen's heads (8 keys per step of 2
+/// warps): tokens at 15 to 18 keys take 2, 2, 3, 3 splits of 1 step, 1, 1, 2, 2 of 2 steps and
+/// one (which writes the output itself) of 4 and 8, 101 keys 13, 7, 4 and 2, 150 and 151 keys
+/// (growing) all 16 splits of 10 keys (the last empty for 150), 10, 5 and 3, 320 keys 16, 16,
+/// 10 and 5; llama3's (4 keys per step): 3 to 6 keys 1, 1, 2, 2 splits of 1 step and one of
+/// more, and 46 keys 12, 6, 3 and 2. The test checks that its cases cover one, some and all
+/// splits, and launches whose tokens take one split and several.
+#[test]
+fn per_token_decode_with_few_active_splits_matches_the_cpu() {
+    let cases = [
+        case("gfx1030", 14, 2, 64, 320, 14, 4),
+        case("gfx1030", 14, 2, 64, 320, 100, 1),
+        Case {
+            growing: true,
+            ..case("gfx1030", 14, 2, 64, 320, 149, 2)
+        },
+        case("gfx1030", 14, 2, 64, 320, 319, 1),
+        case("sm_90", 8, 2, 128, 64, 2, 4),
+        case("sm_90", 8, 2, 128, 64, 45, 1),
+    ];
+    let launches: Vec<Vec<usize>> = cases
+        .iter()
+        .flat_map(|c| {
+            split_knobs()
+                .iter()
+                .map(|k| active_splits(c, k))
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    let any = |f: &dyn Fn(usize) -> bool| launches.iter().flatten().any(|&n| f(n));
+    assert!(any(&|n| n == 1), "no token with one split taking part");
+    assert!(any(&|n| (2..16).contains(&n)), "no token with some splits");
+    assert!(any(&|n| n == 16), "no token with every split");
+    assert!(
+        launches
+            .iter()
+            .any(|a| a.contains(&1) && a.iter().any(|&n| n > 1)),
+        "no launch whose tokens take one split and several"
+    );
+    let ran = check(
+        "attn-decode-splits",
+        &cases,
+        AttentionPhase::Decode,
+        |_, _| split_knobs(),
+    );
+    assert!(ran.is_empty() || ran.len() == 4 * cases.len(), "{ran:?}");
+}
+
+/// The per-token prefill kernel (the one of targets without matrix tiles) with 2 warps and each
+/// `kv_ahead`, over prompts whose last tokens' warps run 3 and 4 steps.
 #[test]
 fn per_token_prefill_over_key_steps_matches_the_cpu() {
     let cases = [
@@ -312,10 +424,12 @@ fn per_token_prefill_over_key_steps_matches_the_cpu() {
         "attn-prefill-steps",
         &cases,
         AttentionPhase::Prefill,
-        |_, k| k.tile_tokens == 0 && k.warps == 2,
+        |_, _| {
+            let knobs = KV_AHEADS.map(|a| AttentionKnobs::per_token(2, 1).with_kv_ahead(a));
+            knobs.to_vec()
+        },
     );
-    assert!(ran.is_empty() || ran.len() == 2 * cases.len(), "{ran:?}");
-    assert!(ran.is_empty() || ran.iter().any(|k| k.contains("\"kv_prefetch\":true")));
+    assert!(ran.is_empty() || ran.len() == 4 * cases.len(), "{ran:?}");
 }
 
 /// Targets without matrix tiles keep the per-token prefill kernel; decode never tiles.

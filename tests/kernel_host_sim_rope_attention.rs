@@ -8,15 +8,23 @@
 //! phi3's head size 96 (lanes past the head idle). Positions 0 and 1, inside a split, at a
 //! split's first key, the context's last row, and launches of several tokens whose new rows
 //! fall in one split or in several; 1, 4 and 16 splits; warps of 32 and 64 lanes; key steps
-//! loaded one ahead (`kv_prefetch`) or not. Cache rows from the launch's first position on hold
-//! NaN before it runs, and the blocks run last to first (later tokens before earlier ones), so a
-//! block that read another token's new row from the cache instead of from what it staged itself
-//! would read NaN.
+//! loaded 0, 1, 2 or 4 steps ahead of the arithmetic (`kv_ahead`: a ring of max(kv_ahead, 1)
+//! steps' words, the first ring's cache rows below the position loaded before the rotations).
+//! Cache rows from the launch's first position on hold NaN before it runs, and the blocks run
+//! last to first (later tokens before earlier ones), so a block that read another token's new
+//! row from the cache instead of from what it staged itself would read NaN.
 //!
-//! A second set of cases gives warps 1, 2, 3 and more key steps (the first step loaded before
-//! the rotations, the later ones one ahead or at their step, a last step with idle slots) under
-//! 1, 4 and 16 splits, with this launch's rows in the first, a middle and the last step of the
-//! warps that read them; the test checks that its cases cover all of that.
+//! A second set of cases gives warps 1, 2, 3 and more key steps (the later ones loaded ahead or
+//! at their step, a last step with idle slots) under 1, 4 and 16 splits, fewer steps than the
+//! ring, as many and more, with this launch's rows in the first, a middle and the last step of
+//! the warps that read them, each for every `kv_ahead`; the test checks that its cases cover all
+//! of that.
+//!
+//! A third set launches 16 splits of which only as many take part as give each `split_steps`
+//! key steps: one (it writes the output and stores the token's row itself, without a merge),
+//! some, all (the last ones empty), and launches whose tokens take different numbers (each
+//! (token, KV head)'s ticket counts to its own); the blocks running last to first, a merge by a
+//! split's index rather than by the ticket would fail.
 
 mod host_cxx;
 mod host_sim;
@@ -62,7 +70,8 @@ struct Case {
     n_tokens: usize,
     warps: u32,
     kv_splits: u32,
-    kv_prefetch: bool,
+    kv_ahead: u32,
+    split_steps: u32,
 }
 
 const QWEN: Case = Case {
@@ -77,7 +86,8 @@ const QWEN: Case = Case {
     // Few threads: the host runs each as a thread of its own.
     warps: 2,
     kv_splits: 16,
-    kv_prefetch: true,
+    kv_ahead: 1,
+    split_steps: 0,
 };
 
 const LLAMA3: Case = Case {
@@ -102,7 +112,8 @@ const HEAD_96: Case = Case {
 
 fn cases() -> Vec<Case> {
     vec![
-        // Position 0: the only key is the token's own, in split 0; the other 15 splits are empty.
+        // Position 0: the only key is the token's own, in split 0; the other 15 splits are empty
+        // (all take part: `split_steps` 0).
         QWEN,
         // Position 1 over 4 splits of one key each, the default's 8 warps.
         Case {
@@ -110,26 +121,28 @@ fn cases() -> Vec<Case> {
             pos0: 1,
             kv_splits: 4,
             warps: 8,
-            kv_prefetch: false,
+            kv_ahead: 0,
             ..QWEN
         },
         // 38 keys in splits of 3: the own row is the second of split 12.
         Case {
             target: "gfx90a",
             pos0: 37,
+            kv_ahead: 2,
             ..QWEN
         },
         // The context's last row, one split.
         Case {
             pos0: N_CTX - 1,
             kv_splits: 1,
+            kv_ahead: 4,
             ..QWEN
         },
         // 7 keys in splits of 2: the own row starts split 3.
         Case {
             pos0: 6,
             kv_splits: 4,
-            kv_prefetch: false,
+            kv_ahead: 0,
             ..LLAMA3
         },
         // Three tokens at 5, 6, 7: token 2's new rows are in two splits ([4, 6) and [6, 8)).
@@ -138,6 +151,7 @@ fn cases() -> Vec<Case> {
             pos0: 5,
             n_tokens: 3,
             kv_splits: 4,
+            kv_ahead: 2,
             ..LLAMA3
         },
         // Four tokens over one split: later tokens attend to all earlier new rows.
@@ -152,67 +166,129 @@ fn cases() -> Vec<Case> {
             target: "sm_90",
             pos0: 20,
             n_tokens: 2,
-            kv_prefetch: false,
+            kv_ahead: 4,
             ..HEAD_96
         },
     ]
 }
 
-/// Cases whose warps run 1, 2, 3 and more key steps under 1, 4 and 16 splits (llama3 and head
-/// size 96 on 32-lane warps: 2 keys per warp, 4 per step of 2 warps; qwen on 64-lane warps: 16
-/// per step), and launches of 4 tokens whose new rows fall in the first, a middle and the last
-/// step of a warp; each with key steps loaded ahead and not.
+/// Key steps loaded ahead: none (each step loads its own) and rings of 1, 2 and 4 steps.
+const KV_AHEADS: [u32; 4] = [0, 1, 2, 4];
+
+/// Cases whose warps run 1, 2, 3 and more key steps under 1, 4 and 16 splits (head size 96 on
+/// 32-lane warps: 2 keys per warp, 4 per step of 2 warps, as llama3's heads with a quarter of
+/// its KV heads' blocks; qwen on 64-lane warps: 16 per step), and launches of 4 tokens whose new
+/// rows fall in the first, a middle and the last step of a warp. Each with every `kv_ahead`,
+/// except the 16-split cases of fewer than 4 steps (many blocks, slow on the host): 0 and 2 or
+/// 1 and 4, by turns.
 fn step_cases() -> Vec<Case> {
-    let one = |base: Case, kv_splits, pos0| Case {
+    let sm_90 = |kv_splits, pos0, n_tokens| Case {
         target: "sm_90",
         pos0,
-        kv_splits,
-        ..base
-    };
-    let head_96 = |kv_splits, pos0, n_tokens| Case {
-        target: "gfx1030",
         n_tokens,
-        ..one(HEAD_96, kv_splits, pos0)
+        kv_splits,
+        ..HEAD_96
+    };
+    let gfx1030 = |pos0, n_tokens| Case {
+        target: "gfx1030",
+        ..sm_90(16, pos0, n_tokens)
     };
     let wide = |kv_splits, pos0| Case {
         target: "gfx90a",
-        ..one(QWEN, kv_splits, pos0)
+        pos0,
+        kv_splits,
+        ..QWEN
     };
+    let (all, even, odd): (&[u32], &[u32], &[u32]) = (&KV_AHEADS, &[0, 2], &[1, 4]);
     let cases = [
         // One split: 3, 7, 10 and 18 keys (1, 2, 3 and 5 steps for warp 0).
-        one(LLAMA3, 1, 2),
-        one(LLAMA3, 1, 6),
-        one(LLAMA3, 1, 9),
-        one(LLAMA3, 1, 17),
+        (sm_90(1, 2, 1), all),
+        (sm_90(1, 6, 1), all),
+        (sm_90(1, 9, 1), all),
+        (sm_90(1, 17, 1), all),
         // Four splits of 4, 8, 11 and 16 keys.
-        one(LLAMA3, 4, 13),
-        one(LLAMA3, 4, 29),
-        one(LLAMA3, 4, 41),
-        one(LLAMA3, 4, 60),
+        (sm_90(4, 13, 1), all),
+        (sm_90(4, 29, 1), all),
+        (sm_90(4, 41, 1), all),
+        (sm_90(4, 60, 1), all),
         // Sixteen splits of 4, 7, 11 and 16 keys.
-        head_96(16, 50, 1),
-        head_96(16, 100, 1),
-        head_96(16, 170, 1),
-        head_96(16, 250, 1),
+        (gfx1030(50, 1), even),
+        (gfx1030(100, 1), odd),
+        (gfx1030(170, 1), even),
+        (gfx1030(250, 1), all),
         // 64-lane warps: 41 keys in one split (3 steps), 201 in splits of 51 (4 steps).
-        wide(1, 40),
-        wide(4, 200),
+        (wide(1, 40), all),
+        (wide(4, 200), all),
         // Four tokens: new rows in a 2-step warp's first step, and in a 3-step warp's middle.
-        Case {
-            n_tokens: 4,
-            ..one(LLAMA3, 1, 1)
-        },
-        Case {
-            n_tokens: 4,
-            ..one(LLAMA3, 4, 32)
-        },
-        head_96(16, 61, 4),
-        head_96(16, 131, 4),
+        (sm_90(1, 1, 4), all),
+        (sm_90(4, 32, 4), all),
+        (gfx1030(61, 4), odd),
+        (gfx1030(131, 4), even),
     ];
     cases
         .into_iter()
-        .flat_map(|c| [false, true].map(|kv_prefetch| Case { kv_prefetch, ..c }))
+        .flat_map(|(c, aheads)| aheads.iter().map(move |&kv_ahead| Case { kv_ahead, ..c }))
         .collect()
+}
+
+/// Launches of 16 splits of which `split_steps` lets only some take part (head size 96 on
+/// 32-lane warps: 4 keys per step of 2 warps, 16 of 8; qwen on 64-lane warps: 16 per step of 2),
+/// over every `kv_ahead`.
+fn split_cases() -> Vec<Case> {
+    let head_96 = |pos0, n_tokens, split_steps, kv_ahead| Case {
+        pos0,
+        n_tokens,
+        split_steps,
+        kv_ahead,
+        ..HEAD_96
+    };
+    vec![
+        // 11 keys, splits of 4 steps: one split of 3 steps per warp, which writes the output.
+        head_96(10, 1, 4, 2),
+        // 101 keys, splits of 2 steps: 13 splits of 8 keys, the own row in the last.
+        head_96(100, 1, 2, 4),
+        // 65 keys, splits of 1 step: all 16 splits of 5 keys, 13 to 15 empty.
+        head_96(64, 1, 1, 1),
+        // Tokens of 3 to 6 keys over 1, 1, 2, 2 splits: token 3's new rows in both of its.
+        head_96(2, 4, 1, 0),
+        // Four tokens of 41 to 44 keys, one split each: each block stores its own token's row.
+        Case {
+            target: "gfx90a",
+            pos0: 40,
+            n_tokens: 4,
+            split_steps: 4,
+            kv_ahead: 1,
+            ..QWEN
+        },
+        // Tokens of 31 to 34 keys over 2, 2, 3, 3 splits: tickets counting to 1 and to 2.
+        Case {
+            target: "gfx90a",
+            pos0: 30,
+            n_tokens: 4,
+            split_steps: 1,
+            kv_ahead: 2,
+            ..QWEN
+        },
+        // llama3's normal pairs, tokens of 15 to 17 keys over 2, 2, 3 splits of 2 steps.
+        Case {
+            pos0: 14,
+            n_tokens: 3,
+            split_steps: 2,
+            kv_ahead: 4,
+            ..LLAMA3
+        },
+        // The default's knobs (8 warps, 2 steps ahead, splits of 4 steps) on head size 96: 16
+        // keys per step, tokens of 128 and 129 keys over 2 and 3 splits.
+        Case {
+            target: "sm_90",
+            pos0: 127,
+            n_tokens: 2,
+            warps: 8,
+            split_steps: 4,
+            kv_ahead: 2,
+            ..HEAD_96
+        },
+    ]
 }
 
 impl Case {
@@ -249,8 +325,20 @@ impl Case {
                 AttentionKnobs::per_token(self.warps, self.kv_splits),
             ),
         };
-        let knobs = knobs.with_kv_prefetch(self.kv_prefetch);
-        assert!(ctx.candidates().contains(&knobs), "{self:?}: {knobs:?}");
+        let knobs = knobs
+            .with_kv_ahead(self.kv_ahead)
+            .with_split_steps(self.split_steps);
+        // Not necessarily a candidate (the tuner crosses the depths and split sizes with the
+        // default's geometry only, and 2 warps keep the host's threads few), but a geometry, a
+        // depth and a split size that the tuner tries.
+        let candidates = ctx.candidates();
+        let tried = |f: &dyn Fn(&AttentionKnobs) -> bool| candidates.iter().any(f);
+        assert!(
+            tried(&|k| (k.warps, k.kv_splits, k.fused_rope) == (self.warps, self.kv_splits, fused))
+                && tried(&|k| k.kv_ahead == self.kv_ahead)
+                && tried(&|k| k.split_steps == self.split_steps),
+            "{self:?}: {knobs:?}"
+        );
         spec(kind, ctx.with_knobs(&knobs), renderer)
     }
 
@@ -472,24 +560,39 @@ enum Place {
     Last,
 }
 
-/// The most key steps a warp of the case runs (over tokens, splits and warps), and where the
-/// launch's rows fall in the steps of the warps that read them: the kernel's partition (its
-/// split ranges, KEYS_PER_WARP keys per warp and step) restated.
-fn step_geometry(c: &Case) -> (usize, Vec<Place>) {
+/// What the kernel's partition makes of a case, restated: for each token the splits taking part
+/// (as many as give each `split_steps` key steps of KEYS_PER_WARP keys per warp, at most
+/// `kv_splits`; all of them for 0) and their ranges, and in those the key steps of every warp
+/// with keys, and where the launch's rows fall in the steps of the warps that read them.
+struct Geometry {
+    active: Vec<usize>,
+    steps: Vec<usize>,
+    places: Vec<Place>,
+}
+
+fn geometry(c: &Case) -> Geometry {
     let warp_size = c.target().warp_size as usize;
     let keys_per_warp = warp_size / (c.head_dim / 8).next_power_of_two();
     let keys_per_step = c.warps as usize * keys_per_warp;
-    let splits = c.kv_splits as usize;
+    let launched = c.kv_splits as usize;
     let steps = |len: usize, warp: usize| (len - warp * keys_per_warp).div_ceil(keys_per_step);
-    let mut most = 0;
-    let mut places = Vec::new();
+    let mut g = Geometry {
+        active: Vec::new(),
+        steps: Vec::new(),
+        places: Vec::new(),
+    };
     for t in 0..c.n_tokens {
         let n_keys = (c.pos0 + t + 1).min(N_CTX);
+        let splits = match c.split_steps as usize {
+            0 => launched,
+            s => launched.min(n_keys.div_ceil(s * keys_per_step)),
+        };
+        g.active.push(splits);
         let per_split = n_keys.div_ceil(splits);
         for begin in (0..splits).map(|s| s * per_split).filter(|&b| b < n_keys) {
             let len = per_split.min(n_keys - begin);
             for warp in (0..c.warps as usize).filter(|w| w * keys_per_warp < len) {
-                most = most.max(steps(len, warp));
+                g.steps.push(steps(len, warp));
             }
             for offset in (c.pos0..=c.pos0 + t).filter_map(|u| u.checked_sub(begin)) {
                 if offset >= len {
@@ -499,7 +602,7 @@ fn step_geometry(c: &Case) -> (usize, Vec<Place>) {
                     offset / keys_per_step,
                     offset % keys_per_step / keys_per_warp,
                 );
-                places.push(match (steps(len, warp), step) {
+                g.places.push(match (steps(len, warp), step) {
                     (1, _) => Place::Only,
                     (_, 0) => Place::First,
                     (n, s) if s + 1 == n => Place::Last,
@@ -508,34 +611,80 @@ fn step_geometry(c: &Case) -> (usize, Vec<Place>) {
             }
         }
     }
-    (most, places)
+    g
 }
 
 #[test]
 fn decode_attention_over_several_key_steps_matches_the_cpu() {
     let cases = step_cases();
-    // The cases cover what they are for: 1, 2, 3 and more steps under each split count, and
-    // this launch's rows in every place, each with key steps loaded ahead and not.
-    for kv_prefetch in [false, true] {
-        let ours: Vec<&Case> = cases
+    // The cases cover what they are for, for each depth of loads ahead: warps of 1, 2, 3 and
+    // more steps under each split count, of fewer steps than the ring, as many and more, and
+    // this launch's rows in every place.
+    for kv_ahead in KV_AHEADS {
+        let ours: Vec<(u32, Geometry)> = cases
             .iter()
-            .filter(|c| c.kv_prefetch == kv_prefetch)
+            .filter(|c| c.kv_ahead == kv_ahead)
+            .map(|c| (c.kv_splits, geometry(c)))
             .collect();
+        let any_warp = |splits: &[u32], f: &dyn Fn(usize) -> bool| {
+            ours.iter()
+                .any(|(s, g)| splits.contains(s) && g.steps.iter().any(|&n| f(n)))
+        };
         for kv_splits in [1, 4, 16] {
             for steps in 1..=4 {
                 assert!(
-                    ours.iter()
-                        .any(|c| c.kv_splits == kv_splits && step_geometry(c).0.min(4) == steps),
-                    "no case of {steps} steps over {kv_splits} splits (kv_prefetch {kv_prefetch})"
+                    any_warp(&[kv_splits], &|n| n.min(4) == steps),
+                    "no warp of {steps} steps over {kv_splits} splits (kv_ahead {kv_ahead})"
                 );
             }
         }
+        // A warp with keys runs at least one step: none has fewer than a ring of one.
+        let ring = kv_ahead.max(1) as usize;
+        let all = [1, 4, 16];
+        assert!(
+            any_warp(&all, &|n| n == ring)
+                && any_warp(&all, &|n| n > ring)
+                && (ring == 1 || any_warp(&all, &|n| n < ring)),
+            "kv_ahead {kv_ahead}: no warp of fewer steps than the ring, as many or more"
+        );
         for place in [Place::Only, Place::First, Place::Middle, Place::Last] {
             assert!(
-                ours.iter().any(|c| step_geometry(c).1.contains(&place)),
-                "no case with this launch's rows in a warp's {place:?} step"
+                ours.iter().any(|(_, g)| g.places.contains(&place)),
+                "no case with this launch's rows in a warp's {place:?} step (kv_ahead {kv_ahead})"
             );
         }
     }
     check("rope_attention_steps", &cases);
+}
+
+#[test]
+fn decode_attention_over_some_of_its_splits_matches_the_cpu() {
+    let cases = split_cases();
+    // One, some and all of the 16 splits taking part, tokens of one launch with different
+    // numbers (one of them writing alone), and every depth of loads ahead.
+    let active: Vec<Vec<usize>> = cases.iter().map(|c| geometry(c).active).collect();
+    assert!(cases.iter().all(|c| c.kv_splits == 16 && c.split_steps > 0));
+    let any = |f: &dyn Fn(usize) -> bool| active.iter().flatten().any(|&n| f(n));
+    assert!(any(&|n| n == 1), "no token with one split taking part");
+    assert!(any(&|n| (2..16).contains(&n)), "no token with some splits");
+    assert!(any(&|n| n == 16), "no token with every split");
+    assert!(
+        active
+            .iter()
+            .any(|a| a.contains(&1) && a.iter().any(|&n| n > 1)),
+        "no launch whose tokens take one split and several"
+    );
+    assert!(
+        active
+            .iter()
+            .any(|a| a.iter().all(|&n| n > 1) && a.iter().any(|&n| n != a[0])),
+        "no launch whose tokens merge different numbers of splits"
+    );
+    for kv_ahead in KV_AHEADS {
+        assert!(
+            cases.iter().any(|c| c.kv_ahead == kv_ahead),
+            "no case of kv_ahead {kv_ahead}"
+        );
+    }
+    check("rope_attention_splits", &cases);
 }

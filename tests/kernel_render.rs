@@ -398,21 +398,31 @@ fn candidate_zero_is_the_default_and_every_candidate_validates() {
     for c in attn.candidates() {
         attn.with_knobs(&c).validate().unwrap();
     }
-    // After a rope: fused by default, the same geometry unfused next, then both without key
-    // steps loaded ahead, and every geometry both ways each way; without one, never fused.
+    // After a rope: fused by default, the same geometry unfused next, then the default's
+    // geometry with every depth of loads ahead and least split size, then every geometry fused
+    // and not; without one, never fused.
     assert!(attn.candidates().iter().all(|c| !c.fused_rope));
     let rope = attn.clone().with_rope(RotaryPairs::Normal, 500000.0);
     let rope_cands = rope.candidates();
     assert_eq!(rope_cands[0], rope.knobs());
-    let ahead = |k: AttentionKnobs| k.with_kv_prefetch(true);
+    let ahead = |k: AttentionKnobs| k.with_kv_ahead(2).with_split_steps(4);
     assert_eq!(rope_cands[0], ahead(AttentionKnobs::fused_rope(8, 16)));
     assert_eq!(rope_cands[1], ahead(AttentionKnobs::per_token(8, 16)));
-    assert_eq!(rope_cands[2], AttentionKnobs::fused_rope(8, 16));
-    assert_eq!(rope_cands[3], AttentionKnobs::per_token(8, 16));
-    let fused = rope_cands.iter().filter(|c| c.fused_rope).count();
-    assert_eq!(2 * fused, rope_cands.len(), "{rope_cands:?}");
-    let prefetched = rope_cands.iter().filter(|c| c.kv_prefetch).count();
-    assert_eq!(2 * prefetched, rope_cands.len(), "{rope_cands:?}");
+    for kv_ahead in [0, 1, 2, 4] {
+        for split_steps in [0, 1, 2, 4, 8] {
+            let k = AttentionKnobs::fused_rope(8, 16)
+                .with_kv_ahead(kv_ahead)
+                .with_split_steps(split_steps);
+            assert!(rope_cands.contains(&k), "{k:?} missing");
+        }
+    }
+    for kv_splits in [1, 4, 8, 16, 32] {
+        for warps in [2, 4, 8] {
+            assert!(rope_cands.contains(&ahead(AttentionKnobs::fused_rope(warps, kv_splits))));
+            assert!(rope_cands.contains(&ahead(AttentionKnobs::per_token(warps, kv_splits))));
+        }
+    }
+    assert_eq!(rope_cands.len(), 2 + 19 + 2 * 14, "{rope_cands:?}");
     for c in &rope_cands {
         rope.with_knobs(c).validate().unwrap();
     }
@@ -429,14 +439,19 @@ fn candidate_zero_is_the_default_and_every_candidate_validates() {
         .with_rope(RotaryPairs::Neox, 10000.0);
     assert_eq!(
         wide.knobs(),
-        AttentionKnobs::per_token(8, 16).with_kv_prefetch(true)
+        AttentionKnobs::per_token(8, 16)
+            .with_kv_ahead(2)
+            .with_split_steps(4)
     );
-    assert!(wide
-        .candidates()
-        .contains(&AttentionKnobs::fused_rope(4, 16)));
+    assert!(wide.candidates().contains(
+        &AttentionKnobs::fused_rope(4, 16)
+            .with_kv_ahead(2)
+            .with_split_steps(4)
+    ));
     assert!(!wide
         .candidates()
-        .contains(&AttentionKnobs::fused_rope(8, 16)));
+        .iter()
+        .any(|c| c.fused_rope && c.warps == 8));
     // Argmax: other geometries, and the single block without a handshake.
     let argmax = ArgmaxContext::new(&t, 151936);
     let argmax_cands = argmax.candidates();

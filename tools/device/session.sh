@@ -15,6 +15,9 @@
 #   s6a, s6b, s6c: session 6's triplet (tests, verify and defaults beside llama.cpp; tune and
 #         benches; SmolLM2 and time to first token); s6d: one call on a fresh machine, defaults
 #         beside llama.cpp with the GPU model tests.
+#   s7a, s7b, s7c: session 7's triplet: tests, verify, decode attention candidates and defaults
+#         beside llama.cpp (fresh machine); tune and benches, verify under the tuned launches;
+#         SmolLM2, time to first token and llama3-8b Q8_0.
 #   smol  (carry .devcarry/smol.part2, machine still warm): join SmolLM2, verify, bench it and the
 #         other models, time to first token (qwen2.5-0.5b, empty and filled kernel cache), tune
 #         SmolLM2, bench it again.
@@ -115,6 +118,25 @@ first_token_times() { # time to first token of qwen2.5-0.5b Q4_0, empty and fill
         ROCMFORGE_CACHE_DIR=$W/kcache-cold timeout 120 $RF bench --gguf "$M/qwen05-Q4_0.gguf" --device cuda -p 16 -n 4 -r 1 2>&1 \
             | grep 'time to first token' | sed "s/^/$run: /" >> "$S"
     done
+}
+
+attention_candidates() { # model pos...: decode attention candidates timed at each position
+    local m=$1; shift
+    for pos in "$@"; do
+        log "attention candidates of $m at $pos"
+        echo -e "\n### $m attention candidates at position $pos" >> "$S"
+        ROCMFORGE_CACHE_DIR=$W/kcache-probe timeout 150 $RF tune --gguf "$M/$m.gguf" --device cuda --only attention \
+            --decode-pos "$pos" --candidates --bench-repeats 0 --budget-seconds 90 > "$W/logs/tune-attn-$m-$pos.txt" 2>&1
+        grep -E "^attention|^  *#|best|default" "$W/logs/tune-attn-$m-$pos.txt" | head -70 >> "$S"
+    done
+}
+
+table_header() { # title
+    echo -e "\n## $1\n| model | rocmforge pp512 | llama.cpp pp512 | ratio | rocmforge tg128 | llama.cpp tg128 | ratio | roofline share |\n|---|---|---|---|---|---|---|---|" >> "$S"
+}
+
+wait_for_peer() { # the llama.cpp build and the 8B files
+    for _ in $(seq 200); do grep -q BUILD_EXIT "$W/logs/llama-build.log" && grep -q SYNTH_DONE "$W/logs/synth8b.log" && break; sleep 2; done
 }
 
 profile() { # model: per-kernel GPU time of a short bench run (decode inside its graph included)
@@ -285,6 +307,70 @@ s6d)
     for m in qwen05-Q4_0 l8b-Q4_0 qwen05-Q8_0 l8b-Q4_K_M; do bench "$m"; done
     log "s6d done"
     ;;
+s7a)
+    # Session 7, first call on a fresh machine (carry .devbin, .devcarry/llamacpp-src.tar.xz):
+    # the decode attention's new knobs (loads ahead, splits taking part) and the GEMV's aligned
+    # block windows checked against the CPU (every decode attention candidate at positions 5 and
+    # 45, every op of the qwen2.5 and llama3 shapes, the model tests, verify); the defaults
+    # beside llama.cpp.
+    fresh_machine
+    synth l8b4-Q4_K_M llama3-8b Q4_K_M --layers 4
+    log "GPU tests"
+    mkdir -p "$W/gpucheck"
+    export ROCMFORGE_CACHE_DIR=/tmp/rocmforge-kernel-cache
+    for t in decode_attention_every_candidate qwen25_shape_every_op llama3_8b_shape_every_op; do
+        timeout 150 "$W/bin/gpu_ops" --test-threads=1 --nocapture "$t" > "$W/gpucheck/gpu_ops_$t.log" 2>&1
+        echo "gpu_ops $t: exit $? $(grep -E '^test result' "$W/gpucheck/gpu_ops_$t.log")" >> "$W/gpucheck/summary.txt"
+    done
+    timeout 120 "$W/bin/gpu_model" --test-threads=1 --nocapture > "$W/gpucheck/gpu_model.log" 2>&1
+    echo "gpu_model: exit $? $(grep -E '^test result' "$W/gpucheck/gpu_model.log")" >> "$W/gpucheck/summary.txt"
+    export ROCMFORGE_CACHE_DIR=$W/kcache
+    echo "## GPU tests" >> "$S"; cat "$W/gpucheck/summary.txt" >> "$S"
+    grep -h "FAIL\|panicked" "$W"/gpucheck/*.log | head -20 >> "$S"
+    echo -e "\n## verify: GPU vs CPU reference\n| model | result | logits | greedy |\n|---|---|---|---|" >> "$S"
+    verify qwen05-Q4_0; verify l8b4-Q4_K_M --gen-tokens 64
+    wait_for_peer
+    table_header "bench, defaults (tok/s, median of 5; rocmforge / llama.cpp on this card)"
+    for m in qwen05-Q4_0 l8b-Q4_0; do bench "$m"; done
+    [ $SECONDS -lt 480 ] && bench qwen05-Q8_0
+    log "s7a done"
+    ;;
+s7b)
+    # Right after s7a (carry .devcarry/smol.part1): the decode attention candidates at position 64
+    # (tg128's range; tune times them at 512), tune, the benches beside llama.cpp again, and
+    # verify under the tuned kernels and launch mode (dependent launches run the attention's
+    # loads before its wait). Then llama3-8b Q8_0 is written in the background for s7c.
+    cp .devcarry/smol.part1 "$W/"
+    attention_candidates qwen05-Q4_0 64
+    tune qwen05-Q4_0 60 --only matmul_gemv --only attention
+    tune l8b-Q4_0 75 --only matmul_gemv --only attention
+    table_header "bench after tune (tok/s, median of 5; rocmforge / llama.cpp on this card)"
+    for m in qwen05-Q4_0 l8b-Q4_0; do bench "$m"; grep -h "^tuning" "$W/logs/rf-$m.txt" >> "$S"; done
+    echo -e "\n## verify after tune\n| model | result | logits | greedy |\n|---|---|---|---|" >> "$S"
+    verify qwen05-Q4_0
+    setsid nohup bash -c "[ -f $M/l8b-Q8_0.gguf ] || $RF synth --preset llama3-8b --type Q8_0 --out $M/l8b-Q8_0.gguf; echo SYNTH_DONE" \
+        > "$W/logs/synth8b-q8.log" 2>&1 < /dev/null &
+    log "s7b done"
+    ;;
+s7c)
+    # Right after s7b (carry .devcarry/smol.part2): SmolLM2 (real file) verified, benched with
+    # the defaults, tuned and benched again; time to first token; qwen2.5 Q8_0 and llama3-8b
+    # Q4_K_M and Q8_0 tuned and benched.
+    smol_round
+    first_token_times
+    for m in qwen05-Q8_0 l8b-Q4_K_M; do
+        rf_bench "$m" def
+        tune "$m" 50 --only matmul_gemv --only attention
+    done
+    table_header "after tune; (default) rows: no tuning database, the same llama.cpp run"
+    for m in qwen05-Q8_0 l8b-Q4_K_M; do
+        bench "$m"
+        python3 tools/device/compare.py "$m (default)" "$W/logs/rf-def-$m.json" "$W/logs/lc-$m.json" >> "$S"
+    done
+    for _ in $(seq 60); do grep -q SYNTH_DONE "$W/logs/synth8b-q8.log" && break; sleep 2; done
+    [ $SECONDS -lt 470 ] && bench l8b-Q8_0
+    log "s7c done"
+    ;;
 final1)
     # The last fresh machine: rocmforge alone (.devcarry/bin), the llama.cpp source and the first
     # half of SmolLM2. Benches of the defaults, then after tuning qwen2.5-0.5b Q4_0, all beside
@@ -318,7 +404,7 @@ final2)
     smol_round
     log "final2 done"
     ;;
-*) echo "usage: $0 main|tune|smol|retune|resmol|probe|s6a|s6b|s6c|s6d|final1|final2"; exit 2 ;;
+*) echo "usage: $0 main|tune|smol|retune|resmol|probe|s6a|s6b|s6c|s6d|s7a|s7b|s7c|final1|final2"; exit 2 ;;
 esac
 cp "$S" "$OUT/summary.md" 2>/dev/null
 tar czf "$OUT/logs.tgz" -C "$W" logs gpucheck 2>/dev/null

@@ -24,6 +24,15 @@ const TILE: usize = 16;
 /// Query rows (tokens x group) a tiled prefill block aims at by default: four 16-row tiles.
 const DEFAULT_TILE_ROWS: usize = 64;
 
+/// The per-token kernel's key steps loaded ahead: the default and what the tuner tries (a ring of
+/// that many steps' keys and values in registers; the template's bound).
+const DEFAULT_KV_AHEAD: u32 = 2;
+const KV_AHEADS: [u32; 4] = [2, 1, 4, 0];
+const MAX_KV_AHEAD: u32 = 8;
+
+/// Decode splits take part from this many key steps each by default.
+const DEFAULT_SPLIT_STEPS: u32 = 4;
+
 /// The tiled prefill's tile sizes the tuner tries (tokens per block, keys per chunk).
 const TILE_TOKENS: [u32; 4] = [8, 16, 32, 4];
 const KV_CHUNKS: [u32; 2] = [64, 32];
@@ -73,11 +82,16 @@ pub struct AttentionContext {
     /// Absent from the JSON when false, so that the other kernels keep their names.
     #[serde(skip_serializing_if = "is_false")]
     pub fused_rope: bool,
-    /// The per-token kernel loads each key step's keys and values one step ahead, before the
-    /// arithmetic of the step before (their registers held through it), rather than at the step
-    /// itself. Absent from the JSON when false, so that the other kernels keep their names.
-    #[serde(skip_serializing_if = "is_false")]
-    pub kv_prefetch: bool,
+    /// Key steps the per-token kernel's loads run ahead of its arithmetic (a ring of that many
+    /// steps' keys and values in registers); 0: each step loads its own. Absent from the JSON when
+    /// 0, so that the other kernels keep their names.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub kv_ahead: u32,
+    /// Decode: the fewest key steps a split takes part with; a launch uses only as many of its
+    /// `kv_splits` splits as give each that many (short ranges merge nothing). 0: every split.
+    /// Absent from the JSON when 0.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub split_steps: u32,
     /// Whether the target has matrix tiles (the tiled prefill kernel is offered).
     #[serde(skip)]
     pub tiles_offered: bool,
@@ -102,9 +116,12 @@ pub struct AttentionKnobs {
     /// attention without a rope to fuse (and their tuning results) stay as they were.
     #[serde(skip_serializing_if = "is_false")]
     pub fused_rope: bool,
-    /// Key steps loaded one ahead (per-token kernel); absent when false, as before the knob.
-    #[serde(skip_serializing_if = "is_false")]
-    pub kv_prefetch: bool,
+    /// Key steps loaded ahead (per-token kernel); absent when 0, as before the knob.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub kv_ahead: u32,
+    /// The fewest key steps per split taking part (decode); absent when 0: every split.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub split_steps: u32,
 }
 
 impl AttentionKnobs {
@@ -116,14 +133,20 @@ impl AttentionKnobs {
             tile_tokens: 0,
             kv_chunk: 0,
             fused_rope: false,
-            kv_prefetch: false,
+            kv_ahead: 0,
+            split_steps: 0,
         }
     }
 
-    /// These knobs with the key steps loaded one ahead (`kv_prefetch`) or not.
-    pub fn with_kv_prefetch(self, kv_prefetch: bool) -> AttentionKnobs {
+    /// These knobs with the key steps loaded `kv_ahead` steps ahead (0: at their step).
+    pub fn with_kv_ahead(self, kv_ahead: u32) -> AttentionKnobs {
+        AttentionKnobs { kv_ahead, ..self }
+    }
+
+    /// These knobs with splits taking part only for `split_steps` key steps each (0: always).
+    pub fn with_split_steps(self, split_steps: u32) -> AttentionKnobs {
         AttentionKnobs {
-            kv_prefetch,
+            split_steps,
             ..self
         }
     }
@@ -144,7 +167,8 @@ impl AttentionKnobs {
             tile_tokens,
             kv_chunk,
             fused_rope: false,
-            kv_prefetch: false,
+            kv_ahead: 0,
+            split_steps: 0,
         }
     }
 }
@@ -174,7 +198,8 @@ impl AttentionContext {
             style: None,
             base: None,
             fused_rope: false,
-            kv_prefetch: false,
+            kv_ahead: 0,
+            split_steps: 0,
             tiles_offered: target.has_matrix_tiles(),
             tile_tokens: 0,
             kv_chunk: 0,
@@ -197,20 +222,25 @@ impl AttentionContext {
     /// Decode: 16 splits so that even two KV heads fill a large GPU, 8 warps per block (what
     /// `rocmforge tune` chose on an H200 for head sizes 64 and 128 at position 512, 1.17-1.27x
     /// over 4), rotating and storing itself after a rope where its shared memory fits (one launch
-    /// per layer fewer: small models' decode is launch-bound; not measured yet), key steps loaded
-    /// one ahead (a decode grid is about one block per SM, whose few warps hide no latency for
-    /// each other; not measured yet). Prefill: the tiled kernel where offered, with blocks of
+    /// per layer fewer: small models' decode is launch-bound), key steps loaded two ahead and
+    /// splits taking part from four key steps each (a decode block's time is its chain of load
+    /// latencies: a short range then costs about one, with no cross-block merge; not measured
+    /// yet). Prefill: the tiled kernel where offered, with blocks of
     /// about 64 query rows (tokens x group: 8 tokens of a group of 7 or 8, 16 of a group of 4),
     /// 64-key chunks where they fit in shared memory, else 32, 4 warps; not measured yet. Without
     /// tiles, a block per (KV head, token), 4 warps.
     fn default_knobs(&self) -> AttentionKnobs {
         match self.phase {
             AttentionPhase::Decode => {
-                let fused = AttentionKnobs::fused_rope(8, 16).with_kv_prefetch(true);
+                let ahead = |k: AttentionKnobs| {
+                    k.with_kv_ahead(DEFAULT_KV_AHEAD)
+                        .with_split_steps(DEFAULT_SPLIT_STEPS)
+                };
+                let fused = ahead(AttentionKnobs::fused_rope(8, 16));
                 if self.style.is_some() && self.with_knobs(&fused).validate().is_ok() {
                     fused
                 } else {
-                    AttentionKnobs::per_token(8, 16).with_kv_prefetch(true)
+                    ahead(AttentionKnobs::per_token(8, 16))
                 }
             }
             AttentionPhase::Prefill => {
@@ -354,8 +384,21 @@ impl OpContext for AttentionContext {
             self,
             || "fused_rope needs the rope's pairs and base".to_string(),
         )?;
-        require(!self.kv_prefetch || !self.tiled(), self, || {
-            "kv_prefetch is a knob of the per-token kernel, not of the tiled one".to_string()
+        require(
+            (self.kv_ahead == 0 && self.split_steps == 0) || !self.tiled(),
+            self,
+            || {
+                "kv_ahead and split_steps are knobs of the per-token kernel, not of the tiled one"
+                    .to_string()
+            },
+        )?;
+        require(
+            self.split_steps == 0 || self.phase == AttentionPhase::Decode,
+            self,
+            || "split_steps is a knob of decode (prefill has one split)".to_string(),
+        )?;
+        require(self.kv_ahead <= MAX_KV_AHEAD, self, || {
+            format!("kv_ahead {} above {MAX_KV_AHEAD}", self.kv_ahead)
         })?;
         if self.tiled() {
             self.validate_tiles()?;
@@ -400,50 +443,50 @@ impl Tunable for AttentionContext {
             tile_tokens: self.tile_tokens,
             kv_chunk: self.kv_chunk,
             fused_rope: self.fused_rope,
-            kv_prefetch: self.kv_prefetch,
+            kv_ahead: self.kv_ahead,
+            split_steps: self.split_steps,
         }
     }
     fn candidates(&self) -> Vec<AttentionKnobs> {
         let default = self.default_knobs();
         let mut list = vec![default.clone()];
-        let splits: &[u32] = match self.phase {
-            AttentionPhase::Decode => &[16, 8, 32, 4, 1],
-            AttentionPhase::Prefill => &[1],
+        let (splits, split_steps_tried): (&[u32], &[u32]) = match self.phase {
+            AttentionPhase::Decode => (&[16, 8, 32, 4, 1], &[4, 2, 8, 1, 0]),
+            AttentionPhase::Prefill => (&[1], &[0]),
         };
         // After a rope: the default's geometry unfused first, so that even a short budget times
-        // the one launch against the two; then the default's geometry with key steps loaded the
-        // other way (fused and not), so that it also answers whether loading ahead pays; then every
-        // geometry both ways, with the default's kv_prefetch first.
+        // the one launch against the two. Then the default's geometry with every depth of loads
+        // ahead and every least split size, then every geometry with the default's depth and
+        // split size (fused and not).
         let rope = self.style.is_some();
-        let prefetch = default.kv_prefetch;
         if rope {
-            list.push(
-                AttentionKnobs::per_token(default.warps, default.kv_splits)
-                    .with_kv_prefetch(prefetch),
-            );
+            list.push(AttentionKnobs {
+                fused_rope: false,
+                ..default.clone()
+            });
         }
         if default.tile_tokens == 0 {
-            list.push(default.clone().with_kv_prefetch(!prefetch));
-            if rope {
-                list.push(
-                    AttentionKnobs::per_token(default.warps, default.kv_splits)
-                        .with_kv_prefetch(!prefetch),
-                );
-            }
-        }
-        for kv_prefetch in [prefetch, !prefetch] {
-            for &kv_splits in splits {
-                for warps in [4, 2, 8] {
-                    if rope {
-                        list.push(
-                            AttentionKnobs::fused_rope(warps, kv_splits)
-                                .with_kv_prefetch(kv_prefetch),
-                        );
-                    }
+            for kv_ahead in KV_AHEADS {
+                for &split_steps in split_steps_tried {
                     list.push(
-                        AttentionKnobs::per_token(warps, kv_splits).with_kv_prefetch(kv_prefetch),
+                        default
+                            .clone()
+                            .with_kv_ahead(kv_ahead)
+                            .with_split_steps(split_steps),
                     );
                 }
+            }
+        }
+        let tuned = |k: AttentionKnobs| {
+            k.with_kv_ahead(default.kv_ahead)
+                .with_split_steps(default.split_steps)
+        };
+        for &kv_splits in splits {
+            for warps in [4, 2, 8] {
+                if rope {
+                    list.push(tuned(AttentionKnobs::fused_rope(warps, kv_splits)));
+                }
+                list.push(tuned(AttentionKnobs::per_token(warps, kv_splits)));
             }
         }
         if self.phase == AttentionPhase::Prefill {
@@ -464,7 +507,8 @@ impl Tunable for AttentionContext {
             tile_tokens: knobs.tile_tokens,
             kv_chunk: knobs.kv_chunk,
             fused_rope: knobs.fused_rope,
-            kv_prefetch: knobs.kv_prefetch,
+            kv_ahead: knobs.kv_ahead,
+            split_steps: knobs.split_steps,
             ..self.clone()
         }
     }
