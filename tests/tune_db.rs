@@ -332,21 +332,22 @@ fn the_launch_mode_entry_is_per_model_and_applied_when_current() {
     let problem = launch_mode::problem(&ps);
     // Another model (fewer kernel problems here) names another entry.
     assert_ne!(problem, launch_mode::problem(&ps[1..]));
-    let faster = launch_mode::entry(problem.clone(), 1000.0, 1100.0);
+    let faster = launch_mode::entry(problem.clone(), 1100.0, 1000.0);
+    assert_eq!(faster.candidate, 1, "10% faster plain launches are chosen");
+    let within_noise = launch_mode::entry(problem.clone(), 1010.0, 1000.0);
     assert_eq!(
-        faster.candidate, 1,
-        "10% faster dependent launches are chosen"
+        within_noise.candidate, 0,
+        "1% is below the 2% bar: dependent launches stay"
     );
-    let within_noise = launch_mode::entry(problem.clone(), 1000.0, 1010.0);
-    assert_eq!(within_noise.candidate, 0, "1% is below the 2% bar");
+    assert!(launch_mode::dependent_decode(&TuningChoice::defaults()));
 
     let path = temp_dir("launch-mode").join(fingerprint().file_name());
     let mut db = db_choosing_1(&ps);
     db.insert(faster);
     db.save(&path).unwrap();
     let (choice, line) = choose(read(&path), &path, &fingerprint(), &ps);
-    assert!(launch_mode::dependent_decode(&choice), "{line}");
-    assert!(line.contains("dependents"), "{line}");
+    assert!(!launch_mode::dependent_decode(&choice), "{line}");
+    assert!(line.contains("plainly"), "{line}");
     assert_eq!(
         choice.candidate_for(&ps[0].problem),
         1,
@@ -354,10 +355,10 @@ fn the_launch_mode_entry_is_per_model_and_applied_when_current() {
     );
 
     // The same choice recorded for another launch-mode list is stale, not applied.
-    let mut stale = launch_mode::entry(problem, 1000.0, 1100.0);
+    let mut stale = launch_mode::entry(problem, 1100.0, 1000.0);
     stale.candidate_set = candidate_set_checksum("decode launches", &["a".to_string()], "");
     db.insert(stale);
     let applied = apply(&db, &ps);
-    assert!(!launch_mode::dependent_decode(&applied.choice));
+    assert!(launch_mode::dependent_decode(&applied.choice));
     assert_eq!(applied.stale, 1);
 }

@@ -32,9 +32,9 @@ impl Applied {
     /// What the line about the database adds for the launch mode.
     fn launch_note(&self) -> &'static str {
         if launch_mode::dependent_decode(&self.choice) {
-            launch_mode::NOTE
-        } else {
             ""
+        } else {
+            launch_mode::NOTE
         }
     }
 }
