@@ -86,10 +86,13 @@ fn big_gemvs_with_a_norm_take_sixteen_warps() {
         (k.rows_per_block, k.unroll, k.row_groups, k.prefetch),
         (16, 2, 2, 0)
     );
-    // K-quants' dots load their own bytes: one chunk per round, one row group.
+    // K-quants' dots load their own bytes (rounds prefetch the next into L2): four chunks per
+    // round, four row groups, as tuning chose on llama3-8b Q4_K_M; their q/k/v keeps one.
     let gate_up_k = norm(GgmlType::Q4K, &[14336, 14336], GemvEpilogue::SiluMul);
     let k = gate_up_k.knobs();
-    assert_eq!((k.rows_per_block, k.unroll, k.row_groups), (16, 1, 1));
+    assert_eq!((k.rows_per_block, k.unroll, k.row_groups), (16, 4, 4));
+    let qkv_k = norm(GgmlType::Q4K, &[4096, 1024, 1024], GemvEpilogue::Store);
+    assert_eq!((qkv_k.knobs().unroll, qkv_k.knobs().row_groups), (1, 1));
     assert!(qkv.validate().is_ok() && gate_up.validate().is_ok() && gate_up_k.validate().is_ok());
 }
 
@@ -110,7 +113,7 @@ fn big_gemvs_default_to_the_measured_wide_blocks() {
         (32, 2, 1, false, 2)
     );
     assert_eq!(down.block(), (32, 32, 1));
-    // Rows of 4096: one chunk per round; K-quants (not measured) keep one everywhere.
+    // Rows of 4096: one chunk per round; K-quant down projections take two (tuned on Q4_K_M).
     let output = gemv(GgmlType::Q4_0, 4096, &[4096], GemvEpilogue::Residual);
     assert_eq!(
         (
@@ -121,7 +124,11 @@ fn big_gemvs_default_to_the_measured_wide_blocks() {
         (32, 1, 4)
     );
     let down_k = gemv(GgmlType::Q4K, 14336, &[4096], GemvEpilogue::Residual);
-    assert_eq!(down_k.knobs().unroll, 1);
+    assert_eq!((down_k.knobs().unroll, down_k.knobs().row_groups), (2, 1));
+    let output_k = gemv(GgmlType::Q4K, 4096, &[4096], GemvEpilogue::Residual);
+    assert_eq!(output_k.knobs().unroll, 1);
+    let head_k = gemv(GgmlType::Q6K, 4096, &[128256], GemvEpilogue::Store);
+    assert_eq!((head_k.knobs().unroll, head_k.knobs().row_groups), (4, 4));
     // The LM head: 16 warps of two rows, two row groups per block, rounds of two chunks.
     let head = gemv(GgmlType::Q4_0, 4096, &[128256], GemvEpilogue::Store);
     let k = head.knobs();

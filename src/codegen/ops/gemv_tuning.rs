@@ -34,11 +34,14 @@ impl GemvContext {
     /// warps for those without, prefetching the first rows' chunks into L2 (output 5.72 against
     /// 6.45 with four rounds, i.e. whole rows; down 16.34 against 17.14 with two rounds and two
     /// chunks per round); the LM head 16 warps of two rows, two chunks per round and two row
-    /// groups per block (104.1, the best of 79). Two chunks per round only where the dot splits
-    /// into loads and arithmetic (Q4_0, Q8_0: the software-pipelined rounds); K-quants keep one,
-    /// and one row group. Only Q4_0 was measured: Q8_0 and K-quant models, and every AMD
-    /// target, get this geometry untimed. A block holds at most 1024 threads: 16 warps on
-    /// 64-lane targets.
+    /// groups per block (104.1, the best of 79). Those rounds of two chunks are where the dot
+    /// splits into loads and arithmetic (Q4_0, Q8_0: software-pipelined). K-quants' rounds
+    /// prefetch the next one into L2 instead; what tuning chose on llama3-8b Q4_K_M (session 7):
+    /// four chunks per round and four row groups for gate/up (Q4_K, 30.67 against 41.41 us) and
+    /// the LM head (Q6_K, 172.6 against 186.9), two chunks per round for the down projections
+    /// (Q4_K 16.86 against 18.32, Q6_K 26.05 against 27.19). Q8_0 models and every AMD target
+    /// get these geometries untimed. A block holds at most 1024 threads: 16 warps on 64-lane
+    /// targets.
     pub(super) fn default_knobs(&self) -> GemvKnobs {
         let big = self.k >= GEMV_BIG_K && self.blocks(1) >= GEMV_BIG_ROWS;
         let wide = self.blocks(1) >= GEMV_WIDE_ROWS;
@@ -51,7 +54,16 @@ impl GemvContext {
             (true, false) => 32.min(max_warps),
         };
         let rows_per_warp = if wide { 2 } else { 1 };
-        let two_rounds = big && self.raw_chunks() && (wide || pair || self.k >= 2 * GEMV_BIG_K);
+        // (chunks per round, row groups per block) of big GEMVs: the software-pipelined rounds
+        // of split dots (Q4_0, Q8_0), or the K-quants' rounds that prefetch the next one into L2.
+        let (unroll, row_groups) = match (big, self.raw_chunks()) {
+            (false, _) => (1, 1),
+            (true, true) if wide || pair => (2, 2),
+            (true, true) if self.k >= 2 * GEMV_BIG_K => (2, 1),
+            (true, false) if wide || pair => (4, 4),
+            (true, false) if !norm && self.k >= 2 * GEMV_BIG_K => (2, 1),
+            (true, _) => (1, 1),
+        };
         let prefetch = match (big, norm) {
             (false, _) => self.prefetch_rounds(16),
             (true, true) => 0,
@@ -64,8 +76,8 @@ impl GemvContext {
             tokens: 1,
             x_int8: true,
             prefetch,
-            unroll: if two_rounds { 2 } else { 1 },
-            row_groups: if two_rounds && (wide || pair) { 2 } else { 1 },
+            unroll,
+            row_groups,
             preload: false,
             lane_group: 0,
         };
