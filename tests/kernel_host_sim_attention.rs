@@ -12,11 +12,12 @@
 //! ahead (`kv_ahead`): the first RING = max(kv_ahead, 1) steps are loaded before the queries
 //! (their rows below the position before the wait for the launch before), later ones RING steps
 //! ahead of their arithmetic or (0) at their step, warps run fewer steps than the ring, as many
-//! and more, and last steps leave slots idle. Decode launches with
-//! `split_steps` use only as many of their 16 splits as give each that many key steps: one (it
-//! writes the output itself), some or all of them, and tokens of one launch with different
-//! counts (each (token, KV head)'s ticket counts to its own). Decode grids run last block to
-//! first, so that a merge by a split's index rather than by the ticket would fail.
+//! and more, and last steps leave slots idle. Decode launches with `split_steps` run a token
+//! whose keys fit that many key steps in the first of their 16 splits alone (it writes the
+//! output itself, the other blocks exit) and any longer one in all 16 (the last ones empty
+//! where the keys run out): a token at exactly that many keys and one key past them, tokens
+//! of one launch on both sides, the default's knobs on both sides. Decode grids run last block
+//! to first, so that a merge by a split's index rather than by the ticket would fail.
 
 mod host_cxx;
 mod host_sim;
@@ -317,81 +318,126 @@ fn per_token_decode_over_key_steps_matches_the_cpu() {
     assert!(ran.is_empty() || ran.len() == 10 * cases.len(), "{ran:?}");
 }
 
-/// 16 splits launched, taking part from 1, 2, 4 (the default, with its 2 steps ahead) and 8
-/// key steps each, each with another `kv_ahead`.
-fn split_knobs() -> Vec<AttentionKnobs> {
-    [(1, 4), (2, 1), (4, 2), (8, 0)]
-        .map(|(split_steps, kv_ahead)| {
-            AttentionKnobs::per_token(2, 16)
-                .with_kv_ahead(kv_ahead)
-                .with_split_steps(split_steps)
-        })
-        .to_vec()
+/// Keys per step of `knobs`' warps on `case`'s heads: a key takes the lanes that hold 8 of its
+/// dimensions each, rounded up to a power of two.
+fn keys_per_step(case: &Case, knobs: &AttentionKnobs) -> usize {
+    let warp_size = Target::parse(case.target).unwrap().warp_size as usize;
+    knobs.warps as usize * warp_size / (case.head_dim / 8).next_power_of_two()
 }
 
-/// The splits taking part for each token of `case` under `knobs`: the kernel's rule restated
-/// (as many as give each `split_steps` steps of warps x keys per warp, at most `kv_splits`).
-fn active_splits(case: &Case, knobs: &AttentionKnobs) -> Vec<usize> {
-    let warp_size = Target::parse(case.target).unwrap().warp_size as usize;
-    let keys_per_step = knobs.warps as usize * warp_size / (case.head_dim / 8).next_power_of_two();
-    let launched = knobs.kv_splits as usize;
+/// For each token of `case` under `knobs`, its keys and the splits taking part: the kernel's
+/// rule restated. One while the keys fit `split_steps` key steps, else all `kv_splits`
+/// (`split_steps` 0: always all); nothing in between, since a step costs about a third of the
+/// merge: a range either fits a few steps of one block or is cut as finely as the launch allows.
+fn active_splits(case: &Case, knobs: &AttentionKnobs) -> Vec<(usize, usize)> {
+    let one_split = knobs.split_steps as usize * keys_per_step(case, knobs);
     (0..case.n_tokens)
         .map(|t| {
             let n_keys = (case.pos0 + t + 1).min(case.n_ctx);
-            match knobs.split_steps as usize {
-                0 => launched,
-                s => launched.min(n_keys.div_ceil(s * keys_per_step)),
+            match knobs.split_steps {
+                s if s > 0 && n_keys <= one_split => (n_keys, 1),
+                _ => (n_keys, knobs.kv_splits as usize),
             }
         })
         .collect()
 }
 
-/// Decode launches using only some of their 16 splits. qwen's heads (8 keys per step of 2
-/// warps): tokens at 15 to 18 keys take 2, 2, 3, 3 splits of 1 step, 1, 1, 2, 2 of 2 steps and
-/// one (which writes the output itself) of 4 and 8, 101 keys 13, 7, 4 and 2, 150 and 151 keys
-/// (growing) all 16 splits of 10 keys (the last empty for 150), 10, 5 and 3, 320 keys 16, 16,
-/// 10 and 5; llama3's (4 keys per step): 3 to 6 keys 1, 1, 2, 2 splits of 1 step and one of
-/// more, and 46 keys 12, 6, 3 and 2. The test checks that its cases cover one, some and all
-/// splits, and launches whose tokens take one split and several.
+/// Decode launches of 16 splits under `split_steps`, each with its knobs (between them every
+/// `kv_ahead`).
+/// qwen's heads take 8 keys per step of 2 warps: with splits of up to 4 steps, a token of 32
+/// keys runs in one split (4 steps per warp) and one of 33 in all 16 splits of 3 keys (11 to 15
+/// empty); up to 2 steps, growing keys, tokens of 15 to 18 keys take 1, 1, 16 and 16 splits (17
+/// keys: splits of 2, the own row alone in split 8). llama3's (4 keys per step), up to 8 steps:
+/// tokens of 31 to 34 keys take 1, 1, 16 and 16. The default (8 warps: 32 keys per step, up to 4
+/// steps, 2 steps ahead): tokens of 128 keys in one split and 129 in 16 splits of 9 (the last
+/// empty).
+fn split_cases() -> Vec<(Case, AttentionKnobs)> {
+    let two_warps = |split_steps, kv_ahead| {
+        AttentionKnobs::per_token(2, 16)
+            .with_kv_ahead(kv_ahead)
+            .with_split_steps(split_steps)
+    };
+    let at_default = case("gfx1030", 14, 2, 64, 320, 127, 2);
+    let target = Target::parse(at_default.target).unwrap();
+    let decode = AttentionContext::new(&target, AttentionPhase::Decode, at_default.shape(), 4);
+    vec![
+        (case("gfx1030", 14, 2, 64, 320, 31, 1), two_warps(4, 4)),
+        (case("gfx1030", 14, 2, 64, 320, 32, 1), two_warps(4, 4)),
+        (
+            Case {
+                growing: true,
+                ..case("gfx1030", 14, 2, 64, 320, 14, 4)
+            },
+            two_warps(2, 1),
+        ),
+        (case("sm_90", 8, 2, 128, 64, 30, 4), two_warps(8, 0)),
+        (at_default, decode.knobs()),
+    ]
+}
+
+/// Decode launches whose tokens run in one of their 16 splits or in all of them. The test checks
+/// that its cases hold single tokens at exactly the keys one split serves and one key past them,
+/// launches whose tokens take one split and all, the default's knobs on both sides, tokens whose
+/// last splits are empty, and every `kv_ahead`.
 #[test]
-fn per_token_decode_with_few_active_splits_matches_the_cpu() {
-    let cases = [
-        case("gfx1030", 14, 2, 64, 320, 14, 4),
-        case("gfx1030", 14, 2, 64, 320, 100, 1),
-        Case {
-            growing: true,
-            ..case("gfx1030", 14, 2, 64, 320, 149, 2)
-        },
-        case("gfx1030", 14, 2, 64, 320, 319, 1),
-        case("sm_90", 8, 2, 128, 64, 2, 4),
-        case("sm_90", 8, 2, 128, 64, 45, 1),
-    ];
-    let launches: Vec<Vec<usize>> = cases
+fn per_token_decode_in_one_split_or_all_matches_the_cpu() {
+    let (cases, knobs): (Vec<Case>, Vec<AttentionKnobs>) = split_cases().into_iter().unzip();
+    let default = AttentionKnobs::per_token(8, 16)
+        .with_kv_ahead(2)
+        .with_split_steps(4);
+    assert!(
+        knobs.contains(&default),
+        "the default's knobs changed: {knobs:?}"
+    );
+    assert!(knobs.iter().all(|k| k.kv_splits == 16 && k.split_steps > 0));
+    let launches: Vec<_> = cases
         .iter()
-        .flat_map(|c| {
-            split_knobs()
-                .iter()
-                .map(|k| active_splits(c, k))
-                .collect::<Vec<_>>()
-        })
+        .zip(&knobs)
+        .map(|(c, k)| (c, k, active_splits(c, k)))
         .collect();
-    let any = |f: &dyn Fn(usize) -> bool| launches.iter().flatten().any(|&n| f(n));
-    assert!(any(&|n| n == 1), "no token with one split taking part");
-    assert!(any(&|n| (2..16).contains(&n)), "no token with some splits");
-    assert!(any(&|n| n == 16), "no token with every split");
+    for (past, splits) in [(0, 1), (1, 16)] {
+        assert!(
+            launches.iter().any(|(c, k, a)| {
+                let one_split = k.split_steps as usize * keys_per_step(c, k);
+                a[..] == [(one_split + past, splits)]
+            }),
+            "no single token {past} keys past the most that one split serves"
+        );
+    }
+    let straddles =
+        |a: &[(usize, usize)]| a.iter().any(|&(_, n)| n == 1) && a.iter().any(|&(_, n)| n == 16);
     assert!(
         launches
             .iter()
-            .any(|a| a.contains(&1) && a.iter().any(|&n| n > 1)),
-        "no launch whose tokens take one split and several"
+            .any(|(c, _, a)| c.n_tokens >= 3 && straddles(a)),
+        "no launch whose tokens take one split and all"
     );
+    assert!(
+        launches
+            .iter()
+            .any(|(_, k, a)| **k == default && straddles(a)),
+        "no launch of the default's knobs on both sides"
+    );
+    assert!(
+        launches
+            .iter()
+            .flat_map(|(_, _, a)| a)
+            .any(|&(keys, n)| n == 16 && 15 * keys.div_ceil(16) >= keys),
+        "no token whose last split is empty"
+    );
+    for kv_ahead in KV_AHEADS {
+        assert!(
+            knobs.iter().any(|k| k.kv_ahead == kv_ahead),
+            "no case of kv_ahead {kv_ahead}"
+        );
+    }
     let ran = check(
         "attn-decode-splits",
         &cases,
         AttentionPhase::Decode,
-        |_, _| split_knobs(),
+        |i, _| vec![knobs[i].clone()],
     );
-    assert!(ran.is_empty() || ran.len() == 4 * cases.len(), "{ran:?}");
+    assert!(ran.is_empty() || ran.len() == cases.len(), "{ran:?}");
 }
 
 /// The per-token prefill kernel (the one of targets without matrix tiles) with 2 warps and each

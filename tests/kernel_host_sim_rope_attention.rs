@@ -20,11 +20,12 @@
 //! the warps that read them, each for every `kv_ahead`; the test checks that its cases cover all
 //! of that.
 //!
-//! A third set launches 16 splits of which only as many take part as give each `split_steps`
-//! key steps: one (it writes the output and stores the token's row itself, without a merge),
-//! some, all (the last ones empty), and launches whose tokens take different numbers (each
-//! (token, KV head)'s ticket counts to its own); the blocks running last to first, a merge by a
-//! split's index rather than by the ticket would fail.
+//! A third set launches 16 splits under `split_steps`: a token whose keys fit that many key
+//! steps runs in the first split alone (it writes the output and stores the token's row itself,
+//! without a merge; the other blocks exit), any longer one in all 16 (the last ones empty where
+//! the keys run out). Single tokens at exactly that many keys and one key past them, launches
+//! whose tokens fall on both sides, the default's knobs on both sides; the blocks running last
+//! to first, a merge by a split's index rather than by the ticket would fail.
 
 mod host_cxx;
 mod host_sim;
@@ -231,57 +232,45 @@ fn step_cases() -> Vec<Case> {
         .collect()
 }
 
-/// Launches of 16 splits of which `split_steps` lets only some take part (head size 96 on
-/// 32-lane warps: 4 keys per step of 2 warps, 16 of 8; qwen on 64-lane warps: 16 per step of 2),
-/// over every `kv_ahead`.
+/// Launches of 16 splits under `split_steps`, between them every `kv_ahead`. Head size 96 on
+/// 32-lane warps takes 4 keys per step of 2 warps (16 of 8), qwen on 64-lane warps 16, llama3 4.
 fn split_cases() -> Vec<Case> {
-    let head_96 = |pos0, n_tokens, split_steps, kv_ahead| Case {
+    let head_96 = |pos0| Case {
         pos0,
-        n_tokens,
-        split_steps,
-        kv_ahead,
+        split_steps: 4,
+        kv_ahead: 0,
         ..HEAD_96
     };
     vec![
-        // 11 keys, splits of 4 steps: one split of 3 steps per warp, which writes the output.
-        head_96(10, 1, 4, 2),
-        // 101 keys, splits of 2 steps: 13 splits of 8 keys, the own row in the last.
-        head_96(100, 1, 2, 4),
-        // 65 keys, splits of 1 step: all 16 splits of 5 keys, 13 to 15 empty.
-        head_96(64, 1, 1, 1),
-        // Tokens of 3 to 6 keys over 1, 1, 2, 2 splits: token 3's new rows in both of its.
-        head_96(2, 4, 1, 0),
-        // Four tokens of 41 to 44 keys, one split each: each block stores its own token's row.
+        // 16 keys, one split of up to 4 steps: 4 steps per warp, the block writes the output.
+        head_96(15),
+        // 17 keys: all 16 splits of 2, the own row alone in split 8, 9 to 15 empty.
+        head_96(16),
+        // Tokens of 15 to 18 keys, splits of up to one step: 1, 1, 16 and 16 splits (17 and 18
+        // keys in splits of 2, 9 to 15 empty); token 3's new rows in splits 7 and 8.
         Case {
             target: "gfx90a",
-            pos0: 40,
+            pos0: 14,
             n_tokens: 4,
-            split_steps: 4,
+            split_steps: 1,
             kv_ahead: 1,
             ..QWEN
         },
-        // Tokens of 31 to 34 keys over 2, 2, 3, 3 splits: tickets counting to 1 and to 2.
+        // llama3's normal pairs, up to 2 steps: tokens of 7, 8 and 9 keys over 1, 1 and 16
+        // splits (9 keys one each: token 2's new rows in splits 6, 7 and 8).
         Case {
-            target: "gfx90a",
-            pos0: 30,
-            n_tokens: 4,
-            split_steps: 1,
-            kv_ahead: 2,
-            ..QWEN
-        },
-        // llama3's normal pairs, tokens of 15 to 17 keys over 2, 2, 3 splits of 2 steps.
-        Case {
-            pos0: 14,
+            pos0: 6,
             n_tokens: 3,
             split_steps: 2,
             kv_ahead: 4,
             ..LLAMA3
         },
-        // The default's knobs (8 warps, 2 steps ahead, splits of 4 steps) on head size 96: 16
-        // keys per step, tokens of 128 and 129 keys over 2 and 3 splits.
+        // The default's knobs (8 warps, 2 steps ahead, up to 4 steps in one split) on head size
+        // 96: tokens of 64 keys in one split and 65 in 16 splits of 5 (both new rows in split
+        // 12, 13 to 15 empty).
         Case {
             target: "sm_90",
-            pos0: 127,
+            pos0: 63,
             n_tokens: 2,
             warps: 8,
             split_steps: 4,
@@ -304,8 +293,24 @@ impl Case {
         self.n_kv_head * self.head_dim
     }
 
-    /// The decode attention after this case's rope, with its knobs, fused or not.
-    fn attention(&self, fused: bool, renderer: &Renderer) -> KernelSpec {
+    /// Keys a warp takes per key step: a key takes the lanes that hold 8 of its dimensions each,
+    /// rounded up to a power of two.
+    fn keys_per_warp(&self) -> usize {
+        self.target().warp_size as usize / (self.head_dim / 8).next_power_of_two()
+    }
+
+    /// The most keys that one split serves alone: `split_steps` key steps of all warps.
+    fn one_split_keys(&self) -> usize {
+        self.split_steps as usize * self.warps as usize * self.keys_per_warp()
+    }
+
+    /// Token t's keys: the positions up to its own, at most the context.
+    fn n_keys(&self, t: usize) -> usize {
+        (self.pos0 + t + 1).min(N_CTX)
+    }
+
+    /// The decode attention problem after this case's rope, with its default knobs.
+    fn context(&self) -> AttentionContext {
         let shape = AttentionShape {
             head_dim: self.head_dim,
             n_head: self.n_head,
@@ -313,8 +318,13 @@ impl Case {
             n_ctx: N_CTX,
         };
         let max = DECODE_MAX_TOKENS as usize;
-        let ctx = AttentionContext::new(&self.target(), AttentionPhase::Decode, shape, max)
-            .with_rope(self.style, self.base);
+        AttentionContext::new(&self.target(), AttentionPhase::Decode, shape, max)
+            .with_rope(self.style, self.base)
+    }
+
+    /// The decode attention after this case's rope, with its knobs, fused or not.
+    fn attention(&self, fused: bool, renderer: &Renderer) -> KernelSpec {
+        let ctx = self.context();
         let (kind, knobs) = match fused {
             true => (
                 KernelKind::RopeAttention,
@@ -561,9 +571,11 @@ enum Place {
 }
 
 /// What the kernel's partition makes of a case, restated: for each token the splits taking part
-/// (as many as give each `split_steps` key steps of KEYS_PER_WARP keys per warp, at most
-/// `kv_splits`; all of them for 0) and their ranges, and in those the key steps of every warp
-/// with keys, and where the launch's rows fall in the steps of the warps that read them.
+/// (one while its keys fit `split_steps` key steps of all warps, else all `kv_splits`; all for
+/// `split_steps` 0; nothing in between, since a step costs about a third of the merge: a range
+/// either fits a few steps of one block or is cut as finely as the launch allows) and their
+/// ranges, and in those the key steps of every warp with keys, and where the launch's rows fall
+/// in the steps of the warps that read them.
 struct Geometry {
     active: Vec<usize>,
     steps: Vec<usize>,
@@ -571,10 +583,8 @@ struct Geometry {
 }
 
 fn geometry(c: &Case) -> Geometry {
-    let warp_size = c.target().warp_size as usize;
-    let keys_per_warp = warp_size / (c.head_dim / 8).next_power_of_two();
+    let keys_per_warp = c.keys_per_warp();
     let keys_per_step = c.warps as usize * keys_per_warp;
-    let launched = c.kv_splits as usize;
     let steps = |len: usize, warp: usize| (len - warp * keys_per_warp).div_ceil(keys_per_step);
     let mut g = Geometry {
         active: Vec::new(),
@@ -582,10 +592,10 @@ fn geometry(c: &Case) -> Geometry {
         places: Vec::new(),
     };
     for t in 0..c.n_tokens {
-        let n_keys = (c.pos0 + t + 1).min(N_CTX);
-        let splits = match c.split_steps as usize {
-            0 => launched,
-            s => launched.min(n_keys.div_ceil(s * keys_per_step)),
+        let n_keys = c.n_keys(t);
+        let splits = match c.split_steps {
+            s if s > 0 && n_keys <= c.one_split_keys() => 1,
+            _ => c.kv_splits as usize,
         };
         g.active.push(splits);
         let per_split = n_keys.div_ceil(splits);
@@ -658,27 +668,49 @@ fn decode_attention_over_several_key_steps_matches_the_cpu() {
 }
 
 #[test]
-fn decode_attention_over_some_of_its_splits_matches_the_cpu() {
+fn decode_attention_in_one_split_or_all_matches_the_cpu() {
     let cases = split_cases();
-    // One, some and all of the 16 splits taking part, tokens of one launch with different
-    // numbers (one of them writing alone), and every depth of loads ahead.
+    // Single tokens at exactly the keys one split serves and one key past them, launches whose
+    // tokens take one split and all, the default's knobs on both sides, tokens whose last splits
+    // are empty, and every depth of loads ahead.
     let active: Vec<Vec<usize>> = cases.iter().map(|c| geometry(c).active).collect();
     assert!(cases.iter().all(|c| c.kv_splits == 16 && c.split_steps > 0));
-    let any = |f: &dyn Fn(usize) -> bool| active.iter().flatten().any(|&n| f(n));
-    assert!(any(&|n| n == 1), "no token with one split taking part");
-    assert!(any(&|n| (2..16).contains(&n)), "no token with some splits");
-    assert!(any(&|n| n == 16), "no token with every split");
+    for (past, splits) in [(0, 1), (1, 16)] {
+        assert!(
+            cases.iter().zip(&active).any(|(c, a)| {
+                c.n_tokens == 1 && c.n_keys(0) == c.one_split_keys() + past && a[..] == [splits]
+            }),
+            "no single token {past} keys past the most that one split serves"
+        );
+    }
+    let straddles = |a: &[usize]| a.contains(&1) && a.contains(&16);
     assert!(
-        active
+        cases
             .iter()
-            .any(|a| a.contains(&1) && a.iter().any(|&n| n > 1)),
-        "no launch whose tokens take one split and several"
+            .zip(&active)
+            .any(|(c, a)| c.n_tokens >= 3 && straddles(a)),
+        "no launch whose tokens take one split and all"
+    );
+    let default = |c: &Case| {
+        let k = c.context().knobs();
+        let ours = (c.warps, c.kv_splits, c.kv_ahead, c.split_steps);
+        k.fused_rope && (k.warps, k.kv_splits, k.kv_ahead, k.split_steps) == ours
+    };
+    assert!(
+        cases
+            .iter()
+            .zip(&active)
+            .any(|(c, a)| default(c) && straddles(a)),
+        "no launch of the default's knobs on both sides"
     );
     assert!(
-        active
-            .iter()
-            .any(|a| a.iter().all(|&n| n > 1) && a.iter().any(|&n| n != a[0])),
-        "no launch whose tokens merge different numbers of splits"
+        cases.iter().zip(&active).any(|(c, a)| {
+            let n_keys = (0..c.n_tokens).map(|t| c.n_keys(t));
+            n_keys
+                .zip(a)
+                .any(|(keys, &n)| n == 16 && 15 * keys.div_ceil(16) >= keys)
+        }),
+        "no token whose last split is empty"
     );
     for kv_ahead in KV_AHEADS {
         assert!(

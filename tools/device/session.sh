@@ -18,6 +18,9 @@
 #   s7a, s7b, s7c: session 7's triplet: tests, verify, decode attention candidates and defaults
 #         beside llama.cpp (fresh machine); tune and benches, verify under the tuned launches;
 #         SmolLM2, time to first token and llama3-8b Q8_0.
+#   s7e, s7f: session 7's last pair on a fresh machine: defaults (dependent launches, one split
+#         for short ranges) beside llama.cpp, verify under them, plain launches for comparison;
+#         then SmolLM2, the decode attention candidates on the GPU, and a tuned qwen2.5-0.5b.
 #   smol  (carry .devcarry/smol.part2, machine still warm): join SmolLM2, verify, bench it and the
 #         other models, time to first token (qwen2.5-0.5b, empty and filled kernel cache), tune
 #         SmolLM2, bench it again.
@@ -371,6 +374,44 @@ s7c)
     [ $SECONDS -lt 470 ] && bench l8b-Q8_0
     log "s7c done"
     ;;
+s7e)
+    # Fresh machine (carry .devbin/rocmforge, .devcarry/llamacpp-src.tar.xz, .devcarry/smol.part1):
+    # the defaults of this commit beside llama.cpp built in the same call, verify under them, and
+    # rocmforge with plain launches (ROCMFORGE_DEPENDENT_LAUNCH=0) for comparison.
+    cp .devcarry/smol.part1 "$W/"
+    fresh_machine
+    synth l8b4-Q4_K_M llama3-8b Q4_K_M --layers 4
+    echo -e "## verify: GPU vs CPU reference (default launches: dependent)\n| model | result | logits | greedy |\n|---|---|---|---|" >> "$S"
+    verify qwen05-Q4_0; verify l8b4-Q4_K_M --gen-tokens 64
+    grep -h "^decode logits" "$W/logs/verify.log" >> "$S"
+    wait_for_peer
+    table_header "bench, defaults (tok/s, median of 5; rocmforge / llama.cpp on this card)"
+    for m in qwen05-Q4_0 l8b-Q4_0 qwen05-Q8_0 l8b-Q4_K_M; do bench "$m"; done
+    for m in qwen05-Q4_0 l8b-Q4_0; do
+        (export ROCMFORGE_DEPENDENT_LAUNCH=0; rf_bench "$m" plain)
+        python3 tools/device/compare.py "$m (plain launches)" "$W/logs/rf-plain-$m.json" "$W/logs/lc-$m.json" >> "$S"
+    done
+    log "s7e done"
+    ;;
+s7f)
+    # Right after s7e (carry .devcarry/smol.part2, .devbin/gpu_ops): SmolLM2 verified and benched
+    # with the defaults; every decode attention candidate on the GPU; qwen2.5-0.5b Q4_0 tuned.
+    cat "$W/smol.part1" .devcarry/smol.part2 > "$M/smollm2.gguf"
+    echo -e "\n## SmolLM2 (real file)\n| model | result | logits | greedy |\n|---|---|---|---|" >> "$S"
+    verify smollm2
+    grep -h "^decode logits" "$W/logs/verify.log" | tail -1 >> "$S"
+    table_header "SmolLM2, defaults"
+    bench smollm2
+    mkdir -p "$W/gpucheck"
+    ROCMFORGE_CACHE_DIR=/tmp/rocmforge-kernel-cache timeout 150 "$W/bin/gpu_ops" --test-threads=1 --nocapture decode_attention_every_candidate > "$W/gpucheck/gpu_ops_attn.log" 2>&1
+    echo -e "\ngpu_ops decode_attention_every_candidate: exit $? $(grep -E '^test result' "$W/gpucheck/gpu_ops_attn.log")" >> "$S"
+    if [ $SECONDS -lt 400 ]; then
+        tune qwen05-Q4_0 45 --only matmul_gemv --only attention
+        table_header "qwen2.5-0.5b Q4_0 after tune"
+        bench qwen05-Q4_0; grep -h "^tuning" "$W/logs/rf-qwen05-Q4_0.txt" >> "$S"
+    fi
+    log "s7f done"
+    ;;
 final1)
     # The last fresh machine: rocmforge alone (.devcarry/bin), the llama.cpp source and the first
     # half of SmolLM2. Benches of the defaults, then after tuning qwen2.5-0.5b Q4_0, all beside
@@ -404,7 +445,7 @@ final2)
     smol_round
     log "final2 done"
     ;;
-*) echo "usage: $0 main|tune|smol|retune|resmol|probe|s6a|s6b|s6c|s6d|s7a|s7b|s7c|final1|final2"; exit 2 ;;
+*) echo "usage: $0 main|tune|smol|retune|resmol|probe|s6a|s6b|s6c|s6d|s7a|s7b|s7c|s7e|s7f|final1|final2"; exit 2 ;;
 esac
 cp "$S" "$OUT/summary.md" 2>/dev/null
 tar czf "$OUT/logs.tgz" -C "$W" logs gpucheck 2>/dev/null
