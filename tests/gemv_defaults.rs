@@ -44,6 +44,15 @@ fn small_gemvs_keep_the_latency_bound_default() {
         // Whole rows prefetched into L2 under the x prologue, with or without a norm.
         assert_eq!(k.prefetch, 16, "{}", ctx.problem());
     }
+    // A small Q4_0 model's down projection: two warps per row, four chunks per round (the
+    // tuner's choice three times on qwen2.5's), exactly the knobs it stored.
+    let down = gemv(GgmlType::Q4_0, 4864, &[896], GemvEpilogue::Residual);
+    let k = down.knobs();
+    assert_eq!(
+        serde_json::to_string(&k).unwrap(),
+        r#"{"rows_per_block":8,"rows_per_warp":1,"split_k":2,"tokens":1,"x_int8":true,"prefetch":16,"unroll":4,"row_groups":1,"preload":false,"lane_group":0}"#
+    );
+    assert!(down.validate().is_ok());
     // The LM head of a small Q4_0 model: lane groups of four blocks (tuned twice on qwen2.5's);
     // Q8_0's keeps whole blocks per lane.
     let head = gemv(GgmlType::Q4_0, 896, &[151936], GemvEpilogue::Store);

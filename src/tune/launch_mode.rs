@@ -1,12 +1,14 @@
 //! How a model's decode steps launch their kernels: plainly, one after another, or as dependents
 //! that start under their predecessor's tail (CUDA programmatic dependent launch). Dependent is
-//! the default: since the kernels load what does not depend on their predecessor (weights, the
-//! position, earlier cache rows) before waiting for it, `rocmforge tune` on an H200 measured it
-//! 1.05-1.29x faster than plain on every model (SmolLM2 1.29x, qwen2.5-0.5b 1.09x, llama3-8b Q4_0
-//! 1.08x, Q4_K_M 1.05x; session 5's kernels, which waited first, had made qwen2.5-0.5b 9-12%
-//! slower). The tuner still measures both per model after choosing the kernels and stores plain
-//! where it wins by 2%, as one database entry, which `run`, `bench` and `verify` apply with the
-//! kernels'. Runtimes without dependent launches launch plainly whatever the choice.
+//! the default: the kernels load what does not depend on their predecessor (weights, the
+//! position, earlier cache rows) before waiting for it, and on an H200 (session 7) dependent
+//! launches beat plain on every model tuned (SmolLM2 1.29x, qwen2.5-0.5b 1.09-1.11x, llama3-8b
+//! Q4_0 1.08x, Q4_K_M 1.05x) and with the default kernels on llama3-8b Q4_0 (517.7 against 500.3
+//! tok/s). With the default kernels of that call they lost on qwen2.5-0.5b (1600.5 against
+//! 1741.9) until its down projection took the tuner's geometry by default (two warps per row).
+//! The tuner measures both per model after choosing the kernels and stores plain where it wins
+//! by 2%, as one database entry, which `run`, `bench` and `verify` apply with the kernels'.
+//! Runtimes without dependent launches launch plainly whatever the choice.
 
 use super::db::{candidate_set_checksum, Entry, TuningDb};
 use super::problems::ProblemUse;

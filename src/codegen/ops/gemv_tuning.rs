@@ -69,10 +69,20 @@ impl GemvContext {
             (true, true) => 0,
             (true, false) => self.prefetch_rounds(if self.k <= GEMV_BIG_K { 4 } else { 2 }),
         };
+        // A small model's Q4_0 down projection (rows longer than a big GEMV's, too few to fill
+        // the GPU): two warps per row, four chunks per round, the tuner's choice on qwen2.5-0.5b
+        // in sessions 6 and 7 (4.69-4.79 against 5.81 us). With the others' one warp per row it
+        // made dependent launches lose to plain (H200, session 7: 1600.5 against 1741.9 tok/s
+        // tg128; with it 1895.1 against 1700.2).
+        let long_q4_0 = !big
+            && !norm
+            && self.k > GEMV_BIG_K
+            && self.segments.iter().all(|s| s.format == GgmlType::Q4_0);
+        let (split_k, unroll) = if long_q4_0 { (2, 4) } else { (1, unroll) };
         let knobs = GemvKnobs {
             rows_per_block: rows_per_block as u32,
             rows_per_warp,
-            split_k: 1,
+            split_k,
             tokens: 1,
             x_int8: true,
             prefetch,
