@@ -45,8 +45,9 @@ use rocmforge::plan::Model;
 const N_CTX: usize = 64;
 /// Where a unit's tokens start: the cache rows before hold an earlier call's keys and values.
 const POS0: usize = 5;
-/// A later start for the decode attention candidates: 45 keys and more make several splits take
-/// part (from 8 keys per split) where 5 make one.
+/// A later start for the decode attention candidates: 46 keys and more pass the one-split limit
+/// of the candidates with few or short key steps (every split then takes part), where 6 keys stay
+/// in one split under every candidate but those with `split_steps` 0.
 const LATE_POS0: usize = 45;
 
 fn tolerance(op: Op) -> f64 {
@@ -345,8 +346,8 @@ fn check_model(runtime: &Arc<dyn GpuRuntime>, spec: SynthModel) -> Vec<String> {
 /// applies it, on one layer's rope + attention units. Prefill: the tiled kernel's tile sizes,
 /// key chunks and warps, and the per-token kernel, over 9 tokens (one partial tile) and 40
 /// (several tiles and chunks). Decode: splits and warps, each rotating q and k and storing k
-/// and v itself or after rope_store, key steps loaded ahead by 0 to 4 and splits taking part
-/// from 0 to 8 key steps each, over 1 and 3 tokens from positions 5 and 45.
+/// and v itself or after rope_store, key steps loaded ahead by 0 to 4 and one split for ranges
+/// of up to 0 to 8 key steps (every split beyond), over 1 and 3 tokens from positions 5 and 45.
 fn check_attention_candidates(
     runtime: &Arc<dyn GpuRuntime>,
     spec: SynthModel,
