@@ -30,7 +30,7 @@ const DEFAULT_KV_AHEAD: u32 = 2;
 const KV_AHEADS: [u32; 4] = [2, 1, 4, 0];
 const MAX_KV_AHEAD: u32 = 8;
 
-/// Decode splits take part from this many key steps each by default.
+/// Decode ranges of up to this many key steps run in one split by default (every split beyond).
 const DEFAULT_SPLIT_STEPS: u32 = 4;
 
 /// The tiled prefill's tile sizes the tuner tries (tokens per block, keys per chunk).
@@ -225,7 +225,7 @@ impl AttentionContext {
     /// per layer fewer: small models' decode is launch-bound), key steps loaded two ahead and
     /// ranges of up to four key steps in one split (a decode block's time is its chain of load
     /// latencies; on an H200 at position 64, qwen2.5-0.5b: 4.73 us per call against 5.84 with
-    /// every split and 5.86 as in session 6). Prefill: the tiled kernel where offered, with blocks of
+    /// every split and 5.86 with one step ahead and every split, session 6's knobs). Prefill: the tiled kernel where offered, with blocks of
     /// about 64 query rows (tokens x group: 8 tokens of a group of 7 or 8, 16 of a group of 4),
     /// 64-key chunks where they fit in shared memory, else 32, 4 warps; not measured yet. Without
     /// tiles, a block per (KV head, token), 4 warps.

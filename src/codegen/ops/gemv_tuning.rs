@@ -54,21 +54,6 @@ impl GemvContext {
             (true, false) => 32.min(max_warps),
         };
         let rows_per_warp = if wide { 2 } else { 1 };
-        // (chunks per round, row groups per block) of big GEMVs: the software-pipelined rounds
-        // of split dots (Q4_0, Q8_0), or the K-quants' rounds that prefetch the next one into L2.
-        let (unroll, row_groups) = match (big, self.raw_chunks()) {
-            (false, _) => (1, 1),
-            (true, true) if wide || pair => (2, 2),
-            (true, true) if self.k >= 2 * GEMV_BIG_K => (2, 1),
-            (true, false) if wide || pair => (4, 4),
-            (true, false) if !norm && self.k >= 2 * GEMV_BIG_K => (2, 1),
-            (true, _) => (1, 1),
-        };
-        let prefetch = match (big, norm) {
-            (false, _) => self.prefetch_rounds(16),
-            (true, true) => 0,
-            (true, false) => self.prefetch_rounds(if self.k <= GEMV_BIG_K { 4 } else { 2 }),
-        };
         // A small model's Q4_0 down projection (rows longer than a big GEMV's, too few to fill
         // the GPU): two warps per row, four chunks per round, the tuner's choice on qwen2.5-0.5b
         // in sessions 6 and 7 (4.69-4.79 against 5.81 us). With the others' one warp per row it
@@ -78,7 +63,23 @@ impl GemvContext {
             && !norm
             && self.k > GEMV_BIG_K
             && self.segments.iter().all(|s| s.format == GgmlType::Q4_0);
-        let (split_k, unroll) = if long_q4_0 { (2, 4) } else { (1, unroll) };
+        // (warps per row, chunks per round, row groups per block). Big GEMVs: the
+        // software-pipelined rounds of split dots (Q4_0, Q8_0), or the K-quants' rounds that
+        // prefetch the next one into L2.
+        let (split_k, unroll, row_groups) = match (big, self.raw_chunks()) {
+            (false, _) if long_q4_0 => (2, 4, 1),
+            (false, _) => (1, 1, 1),
+            (true, true) if wide || pair => (1, 2, 2),
+            (true, true) if self.k >= 2 * GEMV_BIG_K => (1, 2, 1),
+            (true, false) if wide || pair => (1, 4, 4),
+            (true, false) if !norm && self.k >= 2 * GEMV_BIG_K => (1, 2, 1),
+            (true, _) => (1, 1, 1),
+        };
+        let prefetch = match (big, norm) {
+            (false, _) => self.prefetch_rounds(16),
+            (true, true) => 0,
+            (true, false) => self.prefetch_rounds(if self.k <= GEMV_BIG_K { 4 } else { 2 }),
+        };
         let knobs = GemvKnobs {
             rows_per_block: rows_per_block as u32,
             rows_per_warp,
