@@ -412,6 +412,41 @@ s7f)
     fi
     log "s7f done"
     ;;
+s8a)
+    # Session 8, first call on a fresh machine, rocmforge alone (carry .devbin/rocmforge): ncu's
+    # detail sections for every decode kernel of qwen2.5-0.5b Q4_0 at position ~64 (tg128's range)
+    # and for llama3-8b Q8_0's GEMVs; tune llama3-8b Q8_0 (never tuned) and Q4_0 and qwen2.5 Q8_0,
+    # each benched before and after. The tuning databases go to $OUT for the next call.
+    nvidia-smi > "$W/logs/nvidia-smi.txt" 2>&1
+    for t in Q4_0 Q8_0; do synth "qwen05-$t" qwen2.5-0.5b $t; done
+    setsid nohup bash -c "for t in Q8_0 Q4_0; do [ -f $M/l8b-\$t.gguf ] || $RF synth --preset llama3-8b --type \$t --out $M/l8b-\$t.gguf; done; echo SYNTH_DONE" \
+        > "$W/logs/synth8b.log" 2>&1 < /dev/null &
+    log "ncu detail qwen05-Q4_0"
+    prompt=$(python3 -c 'print("the quick brown fox jumps over the lazy dog " * 7)')
+    timeout 200 ncu --clock-control none --cache-control none -k regex:"gemv|attention|argmax|embed" \
+        --section SpeedOfLight --section MemoryWorkloadAnalysis --section Occupancy --section LaunchStats \
+        --section WarpStateStats --section SchedulerStats \
+        $RF run --gguf "$M/qwen05-Q4_0.gguf" --device cuda --raw -p "$prompt" -n 3 --temperature 0 \
+        > "$OUT/ncu-detail-qwen05-Q4_0.txt" 2>&1
+    rf_bench qwen05-Q8_0 def
+    tune qwen05-Q8_0 50 --only matmul_gemv --only attention --decode-pos 64
+    rf_bench qwen05-Q8_0 tuned
+    wait_for_synth() { for _ in $(seq 150); do grep -q SYNTH_DONE "$W/logs/synth8b.log" && break; sleep 2; done; }
+    wait_for_synth
+    log "ncu detail l8b-Q8_0"
+    timeout 120 ncu --clock-control none --cache-control none -k regex:gemv --launch-skip 140 --launch-count 8 \
+        --section SpeedOfLight --section MemoryWorkloadAnalysis --section Occupancy --section LaunchStats \
+        --section WarpStateStats --section SchedulerStats $RF bench --gguf "$M/l8b-Q8_0.gguf" --device cuda -p 1 -n 3 -r 1 \
+        > "$OUT/ncu-detail-l8b-Q8_0.txt" 2>&1
+    for m in l8b-Q8_0 l8b-Q4_0; do
+        rf_bench "$m" def
+        tune "$m" 70 --only matmul_gemv --only attention --decode-pos 64
+        rf_bench "$m" tuned
+    done
+    for f in "$W"/logs/rf-*.json; do python3 -c "import json,sys; d=json.load(open(sys.argv[1])); print(sys.argv[1].split('/')[-1], {r['test']: round(r['median'], 1) for r in d['results']})" "$f"; done >> "$S" 2>&1
+    mkdir -p "$OUT/tuning" && cp "$W"/kcache/tuning/*.json "$OUT/tuning/" 2>/dev/null
+    log "s8a done"
+    ;;
 final1)
     # The last fresh machine: rocmforge alone (.devcarry/bin), the llama.cpp source and the first
     # half of SmolLM2. Benches of the defaults, then after tuning qwen2.5-0.5b Q4_0, all beside
