@@ -202,3 +202,63 @@ fn row_groups_divide_the_grid_and_every_new_knob_is_a_candidate() {
     bad.row_groups = 17;
     assert!(down.with_knobs(&bad).validate().is_err());
 }
+
+#[test]
+fn q8_0_takes_its_own_measured_geometries() {
+    let knobs = |ctx: &GemvContext| {
+        let k = ctx.knobs();
+        (
+            k.rows_per_block,
+            k.rows_per_warp,
+            k.unroll,
+            k.row_groups,
+            k.prefetch,
+        )
+    };
+    // llama3-8b: gate/up 8 warps of two rows one chunk at a time, the LM head 8 warps, q/k/v and
+    // output one round prefetched; its down projection keeps Q4_0's.
+    let gate_up = gemv_with_norm(
+        GgmlType::Q8_0,
+        4096,
+        &[14336, 14336],
+        Some(1e-5),
+        GemvEpilogue::SiluMul,
+    );
+    assert_eq!(knobs(&gate_up), (8, 2, 1, 1, 0));
+    let head = gemv_with_norm(
+        GgmlType::Q8_0,
+        4096,
+        &[128256],
+        Some(1e-5),
+        GemvEpilogue::Store,
+    );
+    assert_eq!(knobs(&head), (8, 2, 2, 2, 0));
+    let qkv = gemv_with_norm(
+        GgmlType::Q8_0,
+        4096,
+        &[4096, 1024, 1024],
+        Some(1e-5),
+        GemvEpilogue::Store,
+    );
+    assert_eq!(knobs(&qkv), (16, 1, 1, 1, 1));
+    let output = gemv(GgmlType::Q8_0, 4096, &[4096], GemvEpilogue::Residual);
+    assert_eq!(knobs(&output), (32, 1, 1, 1, 1));
+    let down = gemv(GgmlType::Q8_0, 14336, &[4096], GemvEpilogue::Residual);
+    let down4 = gemv(GgmlType::Q4_0, 14336, &[4096], GemvEpilogue::Residual);
+    assert_eq!(knobs(&down), knobs(&down4));
+    // qwen2.5-0.5b: the down projection 16 warps of one row, the LM head 4 warps of four rows.
+    let small_down = gemv(GgmlType::Q8_0, 4864, &[896], GemvEpilogue::Residual);
+    assert_eq!(knobs(&small_down), (16, 1, 1, 1, 16));
+    let small_head = gemv_with_norm(
+        GgmlType::Q8_0,
+        896,
+        &[151936],
+        Some(1e-6),
+        GemvEpilogue::Store,
+    );
+    assert_eq!(knobs(&small_head), (4, 4, 1, 1, 16));
+    for ctx in [gate_up, head, qkv, output, down, small_down, small_head] {
+        assert!(ctx.knobs().x_int8, "{}", ctx.problem());
+        ctx.validate().unwrap();
+    }
+}

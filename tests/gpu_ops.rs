@@ -563,6 +563,7 @@ fn decode_attention_every_candidate() {
         vec![
             SynthModel::new("qwen2.5-0.5b", 1, "Q8_0"),
             SynthModel::new("llama3-8b", 1, "Q4_K_M"),
+            SynthModel::new("smollm2-135m", 1, "Q8_0"),
         ],
         |runtime, spec| check_attention_candidates(runtime, spec, AttentionPhase::Decode),
     );

@@ -208,13 +208,23 @@ fn kernels(target: &Target, renderer: &Renderer) -> BTreeMap<String, KernelSpec>
                 out.insert(k.name.clone(), k);
             }
             // Decode attention after a rope: rotating itself in both pairings, with splits and
-            // without (the merge path), and not rotating (the kernel rope_store runs before).
+            // without (the merge path), and not rotating (the kernel rope_store runs before);
+            // with the group's heads shared out over one block each, rotating and not.
             let decode = AttentionContext::new(target, AttentionPhase::Decode, shape, 4);
+            let group = (n_head / n_kv_head) as u32;
             let variants = [
                 (RotaryPairs::Normal, AttentionKnobs::fused_rope(8, 16)),
                 (RotaryPairs::Neox, AttentionKnobs::fused_rope(8, 16)),
                 (RotaryPairs::Neox, AttentionKnobs::fused_rope(4, 1)),
                 (RotaryPairs::Normal, AttentionKnobs::per_token(8, 16)),
+                (
+                    RotaryPairs::Neox,
+                    AttentionKnobs::fused_rope(8, 16).with_head_blocks(group),
+                ),
+                (
+                    RotaryPairs::Normal,
+                    AttentionKnobs::per_token(8, 16).with_head_blocks(group),
+                ),
             ];
             for (style, knobs) in variants {
                 let kind = match knobs.fused_rope {

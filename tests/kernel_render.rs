@@ -400,19 +400,22 @@ fn candidate_zero_is_the_default_and_every_candidate_validates() {
     }
     // After a rope: fused by default, the same geometry unfused next, then the default's
     // geometry with every depth of loads ahead and least split size, then every geometry fused
-    // and not; without one, never fused.
+    // and not, then the group's heads in one block and in blocks of two; without one, never
+    // fused. The default (head size 128, a group of 4): a block per head, one step ahead, eight
+    // steps in one split.
     assert!(attn.candidates().iter().all(|c| !c.fused_rope));
     let rope = attn.clone().with_rope(RotaryPairs::Normal, 500000.0);
     let rope_cands = rope.candidates();
     assert_eq!(rope_cands[0], rope.knobs());
-    let ahead = |k: AttentionKnobs| k.with_kv_ahead(2).with_split_steps(4);
+    let ahead = |k: AttentionKnobs| k.with_kv_ahead(1).with_split_steps(8).with_head_blocks(4);
     assert_eq!(rope_cands[0], ahead(AttentionKnobs::fused_rope(8, 16)));
     assert_eq!(rope_cands[1], ahead(AttentionKnobs::per_token(8, 16)));
     for kv_ahead in [0, 1, 2, 4] {
         for split_steps in [0, 1, 2, 4, 8] {
             let k = AttentionKnobs::fused_rope(8, 16)
                 .with_kv_ahead(kv_ahead)
-                .with_split_steps(split_steps);
+                .with_split_steps(split_steps)
+                .with_head_blocks(4);
             assert!(rope_cands.contains(&k), "{k:?} missing");
         }
     }
@@ -422,31 +425,42 @@ fn candidate_zero_is_the_default_and_every_candidate_validates() {
             assert!(rope_cands.contains(&ahead(AttentionKnobs::per_token(warps, kv_splits))));
         }
     }
-    assert_eq!(rope_cands.len(), 2 + 19 + 2 * 14, "{rope_cands:?}");
+    for head_blocks in [0, 2] {
+        for split_steps in [0, 1, 2, 4, 8] {
+            let k = ahead(AttentionKnobs::fused_rope(8, 16))
+                .with_split_steps(split_steps)
+                .with_head_blocks(head_blocks);
+            assert!(rope_cands.contains(&k), "{k:?} missing");
+        }
+    }
+    // 2 + 19 + 2 x 14 as above; per other head split, 5 split sizes, 3 more depths, 4 warps.
+    assert_eq!(rope_cands.len(), 2 + 19 + 2 * 14 + 2 * 9, "{rope_cands:?}");
     for c in &rope_cands {
         rope.with_knobs(c).validate().unwrap();
     }
     assert!(invalid_reason(attn.with_knobs(&rope_cands[0]).validate()).contains("fused_rope"));
     // Where 8 warps' scratch and the staged rotations overflow shared memory, the default stays
-    // unfused and fewer warps fuse.
+    // unfused and fewer warps fuse (head size 256: a block per head still stages 13 tokens' rows).
     let wide = AttentionShape {
-        head_dim: 128,
-        n_head: 40,
+        head_dim: 256,
+        n_head: 16,
         n_kv_head: 4,
         n_ctx: 8192,
     };
-    let wide = AttentionContext::new(&t, AttentionPhase::Decode, wide, 4)
+    let wide = AttentionContext::new(&t, AttentionPhase::Decode, wide, 13)
         .with_rope(RotaryPairs::Neox, 10000.0);
     assert_eq!(
         wide.knobs(),
         AttentionKnobs::per_token(8, 16)
-            .with_kv_ahead(2)
-            .with_split_steps(4)
+            .with_kv_ahead(1)
+            .with_split_steps(8)
+            .with_head_blocks(4)
     );
     assert!(wide.candidates().contains(
         &AttentionKnobs::fused_rope(4, 16)
-            .with_kv_ahead(2)
-            .with_split_steps(4)
+            .with_kv_ahead(1)
+            .with_split_steps(8)
+            .with_head_blocks(4)
     ));
     assert!(!wide
         .candidates()

@@ -447,6 +447,28 @@ s8a)
     mkdir -p "$OUT/tuning" && cp "$W"/kcache/tuning/*.json "$OUT/tuning/" 2>/dev/null
     log "s8a done"
     ;;
+s8b)
+    # Fresh machine (carry .devbin/rocmforge, .devbin/gpu_ops): the decode attention's head
+    # blocks (the group's query heads shared out over blocks). Every decode attention candidate
+    # against the CPU on the GPU; every candidate timed at positions 64 and 512 on the qwen2.5 and
+    # llama3 shapes; qwen2.5 benched with the defaults, then with the attention tuned at 64.
+    nvidia-smi > "$W/logs/nvidia-smi.txt" 2>&1
+    for t in Q4_0 Q8_0; do synth "qwen05-$t" qwen2.5-0.5b $t; done
+    synth l8b4-Q4_0 llama3-8b Q4_0 --layers 4
+    mkdir -p "$W/gpucheck"
+    ROCMFORGE_CACHE_DIR=/tmp/rocmforge-kernel-cache timeout 240 "$W/bin/gpu_ops" --test-threads=1 --nocapture decode_attention_every_candidate > "$W/gpucheck/gpu_ops_attn.log" 2>&1
+    echo -e "\ngpu_ops decode_attention_every_candidate: exit $? $(grep -E '^test result' "$W/gpucheck/gpu_ops_attn.log")" >> "$S"
+    grep -h "FAIL\|panicked" "$W/gpucheck/gpu_ops_attn.log" | head -20 >> "$S"
+    attention_candidates qwen05-Q4_0 64 512
+    attention_candidates l8b4-Q4_0 64 512
+    for m in qwen05-Q4_0 qwen05-Q8_0; do
+        rf_bench "$m" def
+        tune "$m" 40 --only attention --decode-pos 64
+        rf_bench "$m" tuned
+    done
+    for f in "$W"/logs/rf-*.json; do python3 -c "import json,sys; d=json.load(open(sys.argv[1])); print(sys.argv[1].split('/')[-1], {r['test']: round(r['median'], 1) for r in d['results']})" "$f"; done >> "$S" 2>&1
+    log "s8b done"
+    ;;
 final1)
     # The last fresh machine: rocmforge alone (.devcarry/bin), the llama.cpp source and the first
     # half of SmolLM2. Benches of the defaults, then after tuning qwen2.5-0.5b Q4_0, all beside

@@ -24,14 +24,14 @@ const TILE: usize = 16;
 /// Query rows (tokens x group) a tiled prefill block aims at by default: four 16-row tiles.
 const DEFAULT_TILE_ROWS: usize = 64;
 
-/// The per-token kernel's key steps loaded ahead: the default and what the tuner tries (a ring of
-/// that many steps' keys and values in registers; the template's bound).
-const DEFAULT_KV_AHEAD: u32 = 2;
+/// The per-token kernel's key steps loaded ahead: what the tuner tries (a ring of that many
+/// steps' keys and values in registers) and the template's bound. The default is per head size
+/// (`default_kv_ahead`).
 const KV_AHEADS: [u32; 4] = [2, 1, 4, 0];
 const MAX_KV_AHEAD: u32 = 8;
 
 /// Decode ranges of up to this many key steps run in one split by default (every split beyond).
-const DEFAULT_SPLIT_STEPS: u32 = 4;
+const DEFAULT_SPLIT_STEPS: u32 = 8;
 
 /// The tiled prefill's tile sizes the tuner tries (tokens per block, keys per chunk).
 const TILE_TOKENS: [u32; 4] = [8, 16, 32, 4];
@@ -92,6 +92,11 @@ pub struct AttentionContext {
     /// when 0.
     #[serde(skip_serializing_if = "is_zero")]
     pub split_steps: u32,
+    /// Per-token kernel: blocks sharing one (token, KV head, split), each with an equal share of
+    /// the group's query heads (0 or 1: one block for the whole group). Absent from the JSON when
+    /// 0.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub head_blocks: u32,
     /// Whether the target has matrix tiles (the tiled prefill kernel is offered).
     #[serde(skip)]
     pub tiles_offered: bool,
@@ -122,6 +127,10 @@ pub struct AttentionKnobs {
     /// Decode: key steps up to which one split serves a token; absent when 0: always all.
     #[serde(skip_serializing_if = "is_zero")]
     pub split_steps: u32,
+    /// Per-token kernel: blocks per (token, KV head, split) dividing the group's heads; absent
+    /// when 0 (one block), as before the knob.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub head_blocks: u32,
 }
 
 impl AttentionKnobs {
@@ -135,6 +144,7 @@ impl AttentionKnobs {
             fused_rope: false,
             kv_ahead: 0,
             split_steps: 0,
+            head_blocks: 0,
         }
     }
 
@@ -147,6 +157,14 @@ impl AttentionKnobs {
     pub fn with_split_steps(self, split_steps: u32) -> AttentionKnobs {
         AttentionKnobs {
             split_steps,
+            ..self
+        }
+    }
+
+    /// These knobs with the group's heads shared out over `head_blocks` blocks (0: one block).
+    pub fn with_head_blocks(self, head_blocks: u32) -> AttentionKnobs {
+        AttentionKnobs {
+            head_blocks,
             ..self
         }
     }
@@ -169,6 +187,7 @@ impl AttentionKnobs {
             fused_rope: false,
             kv_ahead: 0,
             split_steps: 0,
+            head_blocks: 0,
         }
     }
 }
@@ -200,6 +219,7 @@ impl AttentionContext {
             fused_rope: false,
             kv_ahead: 0,
             split_steps: 0,
+            head_blocks: 0,
             tiles_offered: target.has_matrix_tiles(),
             tile_tokens: 0,
             kv_chunk: 0,
@@ -222,19 +242,25 @@ impl AttentionContext {
     /// Decode: 16 splits so that even two KV heads fill a large GPU, 8 warps per block (what
     /// `rocmforge tune` chose on an H200 for head sizes 64 and 128 at position 512, 1.17-1.27x
     /// over 4), rotating and storing itself after a rope where its shared memory fits (one launch
-    /// per layer fewer: small models' decode is launch-bound), key steps loaded two ahead and
-    /// ranges of up to four key steps in one split (a decode block's time is its chain of load
-    /// latencies; on an H200 at position 64, qwen2.5-0.5b: 4.73 us per call against 5.84 with
-    /// every split and 5.86 with one step ahead and every split, session 6's knobs). Prefill: the tiled kernel where offered, with blocks of
-    /// about 64 query rows (tokens x group: 8 tokens of a group of 7 or 8, 16 of a group of 4),
-    /// 64-key chunks where they fit in shared memory, else 32, 4 warps; not measured yet. Without
-    /// tiles, a block per (KV head, token), 4 warps.
+    /// per layer fewer: small models' decode is launch-bound), one block per query head (a decode
+    /// block's time is the chain of its warps' per-head instructions: on an H200 at position 64,
+    /// qwen2.5-0.5b's 4.72 us per call with the group of 7 in one block against 2.21 with a block
+    /// per head, llama3-8b's 6.04 against 4.29; at 512, 6.78 against 4.18-4.52 and 7.32 against
+    /// 6.79), ranges of up to eight key steps in one split (one block per head needs no merge for
+    /// tg128's positions: llama3-8b at 64, 4.29 us against 7.41 for four steps per split) and
+    /// key steps loaded ahead per `default_kv_ahead`. Prefill: the tiled kernel where offered,
+    /// with blocks of about 64 query rows (tokens x group: 8 tokens of a group of 7 or 8, 16 of a
+    /// group of 4), 64-key chunks where they fit in shared memory, else 32, 4 warps; not measured
+    /// yet. Without tiles, a block per (KV head, token), 4 warps.
     fn default_knobs(&self) -> AttentionKnobs {
         match self.phase {
             AttentionPhase::Decode => {
+                let group = self.group() as u32;
+                let head_blocks = if group > 1 { group } else { 0 };
                 let ahead = |k: AttentionKnobs| {
-                    k.with_kv_ahead(DEFAULT_KV_AHEAD)
+                    k.with_kv_ahead(self.default_kv_ahead())
                         .with_split_steps(DEFAULT_SPLIT_STEPS)
+                        .with_head_blocks(head_blocks)
                 };
                 let fused = ahead(AttentionKnobs::fused_rope(8, 16));
                 if self.style.is_some() && self.with_knobs(&fused).validate().is_ok() {
@@ -253,6 +279,18 @@ impl AttentionContext {
                     .find(|k| self.with_knobs(k).validate().is_ok())
                     .unwrap_or(AttentionKnobs::per_token(4, 1))
             }
+        }
+    }
+
+    /// Key steps a decode block loads ahead by default, with one block per query head: two for
+    /// head size 64, one above (an H200 at position 512 with every split taking part: llama3-8b,
+    /// head size 128, 6.79 us per call with one step ahead against 9.22 with two; qwen2.5-0.5b,
+    /// head size 64, 4.52 against 4.18, but at 64 2.21 against 2.40).
+    fn default_kv_ahead(&self) -> u32 {
+        if self.head_dim <= 64 {
+            2
+        } else {
+            1
         }
     }
 
@@ -276,6 +314,16 @@ impl AttentionContext {
 
     fn group(&self) -> usize {
         self.n_head / self.n_kv_head.max(1)
+    }
+
+    /// Blocks per (token, KV head, split): `head_blocks`, at least one.
+    fn head_blocks(&self) -> usize {
+        self.head_blocks.max(1) as usize
+    }
+
+    /// Query heads each block attends for.
+    fn heads_per_block(&self) -> usize {
+        self.group() / self.head_blocks()
     }
 
     fn validate_tiles(&self) -> Result<(), CodegenError> {
@@ -397,6 +445,18 @@ impl OpContext for AttentionContext {
             self,
             || "split_steps is a knob of decode (prefill has one split)".to_string(),
         )?;
+        require(
+            self.head_blocks <= 1
+                || (!self.tiled() && self.group().is_multiple_of(self.head_blocks())),
+            self,
+            || {
+                format!(
+                    "head_blocks {} must divide the group of {} query heads (per-token kernel only)",
+                    self.head_blocks,
+                    self.group()
+                )
+            },
+        )?;
         require(self.kv_ahead <= MAX_KV_AHEAD, self, || {
             format!("kv_ahead {} above {MAX_KV_AHEAD}", self.kv_ahead)
         })?;
@@ -412,11 +472,11 @@ impl OpContext for AttentionContext {
         if self.tiled() {
             return self.tiled_shared_bytes() as u32;
         }
-        let per_warp = self.group() * (self.head_dim + 2);
-        // Rotated queries of the group; cosines and sines of half a head, and keys and values,
-        // per token of the launch.
+        let per_warp = self.heads_per_block() * (self.head_dim + 2);
+        // Rotated queries of the block's heads; cosines and sines of half a head, and keys and
+        // values, per token of the launch.
         let rope = match self.fused_rope {
-            true => self.head_dim * (self.group() + 3 * self.max_tokens),
+            true => self.head_dim * (self.heads_per_block() + 3 * self.max_tokens),
             false => 0,
         };
         let scratch = 4 * (self.warps as usize * per_warp + rope);
@@ -424,7 +484,7 @@ impl OpContext for AttentionContext {
     }
     fn grid_rule(&self) -> GridRule {
         GridRule {
-            x: Extent::Fixed(self.n_kv_head as u32),
+            x: Extent::Fixed((self.n_kv_head * self.head_blocks()) as u32),
             y: Extent::per_token(1, self.tile_tokens.max(1)),
             z: Extent::Fixed(self.kv_splits),
         }
@@ -445,6 +505,7 @@ impl Tunable for AttentionContext {
             fused_rope: self.fused_rope,
             kv_ahead: self.kv_ahead,
             split_steps: self.split_steps,
+            head_blocks: self.head_blocks,
         }
     }
     fn candidates(&self) -> Vec<AttentionKnobs> {
@@ -456,8 +517,8 @@ impl Tunable for AttentionContext {
         };
         // After a rope: the default's geometry unfused first, so that even a short budget times
         // the one launch against the two. Then the default's geometry with every depth of loads
-        // ahead and every least split size, then every geometry with the default's depth and
-        // split size (fused and not).
+        // ahead and every least split size, then every geometry with the default's depth, split
+        // size and head blocks (fused and not).
         let rope = self.style.is_some();
         if rope {
             list.push(AttentionKnobs {
@@ -480,6 +541,7 @@ impl Tunable for AttentionContext {
         let tuned = |k: AttentionKnobs| {
             k.with_kv_ahead(default.kv_ahead)
                 .with_split_steps(default.split_steps)
+                .with_head_blocks(default.head_blocks)
         };
         for &kv_splits in splits {
             for warps in [4, 2, 8] {
@@ -487,6 +549,26 @@ impl Tunable for AttentionContext {
                     list.push(tuned(AttentionKnobs::fused_rope(warps, kv_splits)));
                 }
                 list.push(tuned(AttentionKnobs::per_token(warps, kv_splits)));
+            }
+        }
+        // The group's heads in one block (0) and shared out over every other divisor of the
+        // group: the default's geometry with each least split size and depth of loads ahead,
+        // and with 4 warps.
+        if self.phase == AttentionPhase::Decode && default.tile_tokens == 0 {
+            let group = self.group() as u32;
+            let others = (2..=group).filter(|d| group.is_multiple_of(*d));
+            for head_blocks in std::iter::once(0).chain(others) {
+                let shared = default.clone().with_head_blocks(head_blocks);
+                for &split_steps in split_steps_tried {
+                    list.push(shared.clone().with_split_steps(split_steps));
+                }
+                for kv_ahead in KV_AHEADS {
+                    list.push(shared.clone().with_kv_ahead(kv_ahead));
+                }
+                list.push(AttentionKnobs {
+                    warps: 4,
+                    ..shared.clone()
+                });
             }
         }
         if self.phase == AttentionPhase::Prefill {
@@ -509,6 +591,7 @@ impl Tunable for AttentionContext {
             fused_rope: knobs.fused_rope,
             kv_ahead: knobs.kv_ahead,
             split_steps: knobs.split_steps,
+            head_blocks: knobs.head_blocks,
             ..self.clone()
         }
     }

@@ -39,8 +39,8 @@ impl GemvContext {
     /// prefetch the next one into L2 instead; what tuning chose on llama3-8b Q4_K_M (session 7):
     /// four chunks per round and four row groups for gate/up (Q4_K, 30.67 against 41.41 us) and
     /// the LM head (Q6_K, 172.6 against 186.9), two chunks per round for the down projections
-    /// (Q4_K 16.86 against 18.32, Q6_K 26.05 against 27.19). Q8_0 models and every AMD target
-    /// get these geometries untimed. A block holds at most 1024 threads: 16 warps on 64-lane
+    /// (Q4_K 16.86 against 18.32, Q6_K 26.05 against 27.19). Q8_0 adjusts some (`q8_0_knobs`);
+    /// every AMD target gets these geometries untimed. A block holds at most 1024 threads: 16 warps on 64-lane
     /// targets.
     pub(super) fn default_knobs(&self) -> GemvKnobs {
         let big = self.k >= GEMV_BIG_K && self.blocks(1) >= GEMV_BIG_ROWS;
@@ -92,6 +92,11 @@ impl GemvContext {
             preload: false,
             lane_group: 0,
         };
+        let knobs = if self.segments.iter().all(|s| s.format == GgmlType::Q8_0) {
+            self.q8_0_knobs(knobs, big, wide, pair)
+        } else {
+            knobs
+        };
         let x_int8 = self.with_knobs(&knobs).validate().is_ok();
         let knobs = GemvKnobs { x_int8, ..knobs };
         // A small model's Q4_0 LM head: lane groups of four blocks, no prefetch. Tuning chose
@@ -107,6 +112,45 @@ impl GemvContext {
             lanes
         } else {
             knobs
+        }
+    }
+
+    /// Q8_0's adjustments to the defaults above (measured on Q4_0 and K-quants): its 34-byte
+    /// blocks carry twice Q4_0's bytes per chunk. What `rocmforge tune` chose on an H200 (per
+    /// call, position 64, session 8; qwen2.5-0.5b's at 512 in session 7 too): llama3-8b's
+    /// gate/up 8 warps of two rows, one chunk at a time (45.76 against 49.10 us), its LM head 8
+    /// warps (163.2 against 172.4), its q/k/v and output the first chunk round prefetched into L2
+    /// (12.43 against 12.90, 7.80 against 8.71); qwen2.5-0.5b's down projection 16 warps (5.21
+    /// against 6.14; with one warp per row of 8 dependent launches lost to plain ones) and its
+    /// LM head 4 warps of four rows (53.7 against 56.1).
+    fn q8_0_knobs(&self, knobs: GemvKnobs, big: bool, wide: bool, pair: bool) -> GemvKnobs {
+        let norm = self.norm_eps.is_some();
+        match (big, wide, pair) {
+            (true, _, true) => GemvKnobs {
+                rows_per_block: 8,
+                rows_per_warp: 2,
+                unroll: 1,
+                row_groups: 1,
+                ..knobs
+            },
+            (true, true, false) => GemvKnobs {
+                rows_per_block: 8,
+                ..knobs
+            },
+            (true, false, false) if self.k <= GEMV_BIG_K => GemvKnobs {
+                prefetch: self.prefetch_rounds(1),
+                ..knobs
+            },
+            (false, true, _) => GemvKnobs {
+                rows_per_block: 4,
+                rows_per_warp: 4,
+                ..knobs
+            },
+            (false, false, false) if !norm && self.k > GEMV_BIG_K => GemvKnobs {
+                rows_per_block: 16,
+                ..knobs
+            },
+            _ => knobs,
         }
     }
 
