@@ -469,6 +469,43 @@ s8b)
     for f in "$W"/logs/rf-*.json; do python3 -c "import json,sys; d=json.load(open(sys.argv[1])); print(sys.argv[1].split('/')[-1], {r['test']: round(r['median'], 1) for r in d['results']})" "$f"; done >> "$S" 2>&1
     log "s8b done"
     ;;
+s8c)
+    # Fresh machine (carry .devbin/rocmforge, .devcarry/llamacpp-src.tar.xz, .devcarry/smol.part1):
+    # this commit's defaults (a decode block per query head, Q8_0's GEMV geometries) verified
+    # against the CPU and benched beside llama.cpp built in the same call.
+    cp .devcarry/smol.part1 "$W/"
+    fresh_machine
+    setsid nohup bash -c "for _ in \$(seq 200); do grep -q SYNTH_DONE $W/logs/synth8b.log && break; sleep 2; done; [ -f $M/l8b-Q8_0.gguf ] || $RF synth --preset llama3-8b --type Q8_0 --out $M/l8b-Q8_0.gguf; echo SYNTH_DONE" \
+        > "$W/logs/synth8b-q8.log" 2>&1 < /dev/null &
+    synth l8b4-Q4_K_M llama3-8b Q4_K_M --layers 4
+    echo -e "## verify: GPU vs CPU reference\n| model | result | logits | greedy |\n|---|---|---|---|" >> "$S"
+    verify qwen05-Q4_0; verify qwen05-Q8_0; verify l8b4-Q4_K_M --gen-tokens 64
+    grep -h "^decode logits" "$W/logs/verify.log" >> "$S"
+    wait_for_peer
+    table_header "bench, defaults (tok/s, median of 5; rocmforge / llama.cpp on this card)"
+    for m in qwen05-Q4_0 qwen05-Q8_0 l8b-Q4_0 l8b-Q4_K_M; do bench "$m"; done
+    for _ in $(seq 60); do grep -q SYNTH_DONE "$W/logs/synth8b-q8.log" && break; sleep 2; done
+    [ $SECONDS -lt 500 ] && bench l8b-Q8_0
+    log "s8c done"
+    ;;
+s8d)
+    # Right after s8c (carry .devcarry/smol.part2, .devbin/gpu_model): SmolLM2 verified and
+    # benched beside llama.cpp; the GPU model tests; llama3-8b Q8_0 if s8c ran out of time;
+    # time to first token.
+    cat "$W/smol.part1" .devcarry/smol.part2 > "$M/smollm2.gguf"
+    echo -e "\n## SmolLM2 (real file)\n| model | result | logits | greedy |\n|---|---|---|---|" >> "$S"
+    verify smollm2
+    grep -h "^decode logits" "$W/logs/verify.log" | tail -1 >> "$S"
+    table_header "SmolLM2 and the rest, defaults"
+    bench smollm2
+    grep -q "^| l8b-Q8_0 " "$S" || bench l8b-Q8_0
+    mkdir -p "$W/gpucheck"
+    ROCMFORGE_CACHE_DIR=/tmp/rocmforge-kernel-cache timeout 150 "$W/bin/gpu_model" --test-threads=1 --nocapture > "$W/gpucheck/gpu_model.log" 2>&1
+    echo -e "\ngpu_model: exit $? $(grep -E '^test result' "$W/gpucheck/gpu_model.log")" >> "$S"
+    grep -h "FAIL\|panicked" "$W/gpucheck/gpu_model.log" | head -10 >> "$S"
+    first_token_times
+    log "s8d done"
+    ;;
 final1)
     # The last fresh machine: rocmforge alone (.devcarry/bin), the llama.cpp source and the first
     # half of SmolLM2. Benches of the defaults, then after tuning qwen2.5-0.5b Q4_0, all beside
