@@ -12,6 +12,8 @@
 #        defaults verified against the CPU and benched beside llama.cpp built in the same call.
 #   s8d  (right after s8c, .devcarry/smol.part2, .devbin/gpu_model): SmolLM2 verified and
 #        benched beside llama.cpp, the GPU model tests, time to first token.
+#   s8e  (fresh, .devbin/rocmforge, .devcarry/llamacpp-src.tar.xz): llama3-8b Q8_0 tuned and
+#        benched beside llama.cpp built in the same call.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 W=/tmp/rf
@@ -76,7 +78,7 @@ start_llama_build() {
     setsid nohup bash -c "cmake -S $W/llama -B $W/llama/build -G Ninja -DCMAKE_BUILD_TYPE=Release \
         -DGGML_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES=90 -DLLAMA_BUILD_APP=OFF -DLLAMA_BUILD_TESTS=OFF \
         -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_SERVER=OFF -DLLAMA_CURL=OFF -DLLAMA_OPENSSL=OFF \
-        && cmake --build $W/llama/build -j 12 --target llama-bench; echo BUILD_EXIT \$?" \
+        && cmake --build $W/llama/build -j \$(nproc) --target llama-bench; echo BUILD_EXIT \$?" \
         > "$W/logs/llama-build.log" 2>&1 < /dev/null &
 }
 
@@ -205,7 +207,18 @@ s8d)
     first_token_times
     log "s8d done"
     ;;
-*) echo "usage: $0 s8a|s8b|s8c|s8d"; exit 2 ;;
+s8e)
+    # Fresh machine (carry .devbin/rocmforge, .devcarry/llamacpp-src.tar.xz): llama3-8b Q8_0
+    # tuned and benched beside llama.cpp built in the same call (the build is the long pole).
+    start_llama_build
+    synth l8b-Q8_0 llama3-8b Q8_0
+    tune l8b-Q8_0 40 --only matmul_gemv --only attention --decode-pos 64
+    for _ in $(seq 200); do grep -q BUILD_EXIT "$W/logs/llama-build.log" && break; sleep 2; done
+    table_header "llama3-8b Q8_0 after tune"
+    bench l8b-Q8_0
+    log "s8e done"
+    ;;
+*) echo "usage: $0 s8a|s8b|s8c|s8d|s8e"; exit 2 ;;
 esac
 cp "$S" "$OUT/summary.md" 2>/dev/null
 tar czf "$OUT/logs.tgz" -C "$W" logs gpucheck 2>/dev/null
