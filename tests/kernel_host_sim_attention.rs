@@ -18,6 +18,15 @@
 //! where the keys run out): a token at exactly that many keys and one key past them, tokens
 //! of one launch on both sides, the default's knobs on both sides. Decode grids run last block
 //! to first, so that a merge by a split's index rather than by the ticket would fail.
+//!
+//! Then decode with the group's query heads shared out over `head_blocks` blocks per (token, KV
+//! head, split), each attending for GROUP / head_blocks of them with its own queries, outputs,
+//! partial results and arrival ticket: groups of 7 over 7 blocks, of 4 over 2 and 4, of 3 over
+//! 3, in 1 split and in 16 under `split_steps` with a launch's tokens on both sides (one split
+//! writing the output alone, all 16 merged), `kv_ahead` 0 and 2 (the default's knobs, a block per
+//! query head, run among the launches under `split_steps` above). Every head of the group has
+//! queries of its own, so a block attending for the wrong heads, writing or merging another
+//! block's, or a ticket shared between the blocks of one split would fail.
 
 mod host_cxx;
 mod host_sim;
@@ -348,16 +357,16 @@ fn active_splits(case: &Case, knobs: &AttentionKnobs) -> Vec<(usize, usize)> {
 /// keys runs in one split (4 steps per warp) and one of 33 in all 16 splits of 3 keys (11 to 15
 /// empty); up to 2 steps, growing keys, tokens of 15 to 18 keys take 1, 1, 16 and 16 splits (17
 /// keys: splits of 2, the own row alone in split 8). llama3's (4 keys per step), up to 8 steps:
-/// tokens of 31 to 34 keys take 1, 1, 16 and 16. The default (8 warps: 32 keys per step, up to 4
-/// steps, 2 steps ahead): tokens of 128 keys in one split and 129 in 16 splits of 9 (the last
-/// empty).
+/// tokens of 31 to 34 keys take 1, 1, 16 and 16. The default (8 warps: 32 keys per step, up to 8
+/// steps, 2 steps ahead, a block per query head): tokens of 256 keys in one split and 257 in 16
+/// splits of 17 (the last of 2).
 fn split_cases() -> Vec<(Case, AttentionKnobs)> {
     let two_warps = |split_steps, kv_ahead| {
         AttentionKnobs::per_token(2, 16)
             .with_kv_ahead(kv_ahead)
             .with_split_steps(split_steps)
     };
-    let at_default = case("gfx1030", 14, 2, 64, 320, 127, 2);
+    let at_default = case("gfx1030", 14, 2, 64, 320, 255, 2);
     let target = Target::parse(at_default.target).unwrap();
     let decode = AttentionContext::new(&target, AttentionPhase::Decode, at_default.shape(), 4);
     vec![
@@ -384,7 +393,8 @@ fn per_token_decode_in_one_split_or_all_matches_the_cpu() {
     let (cases, knobs): (Vec<Case>, Vec<AttentionKnobs>) = split_cases().into_iter().unzip();
     let default = AttentionKnobs::per_token(8, 16)
         .with_kv_ahead(2)
-        .with_split_steps(4);
+        .with_split_steps(8)
+        .with_head_blocks(7);
     assert!(
         knobs.contains(&default),
         "the default's knobs changed: {knobs:?}"
@@ -438,6 +448,111 @@ fn per_token_decode_in_one_split_or_all_matches_the_cpu() {
         |i, _| vec![knobs[i].clone()],
     );
     assert!(ran.is_empty() || ran.len() == cases.len(), "{ran:?}");
+}
+
+/// Decode cases whose group's query heads are shared out over blocks: (case, `head_blocks`,
+/// `split_steps` of its 16-split launches). Each launch holds a token of 32 keys and one of 33,
+/// and its `split_steps` lets one split serve 32: the first runs in one split, the second in 16
+/// (11 splits of 3, the last 5 empty). qwen's group of 7 (8 keys per step of 2 warps, growing
+/// keys) over 7 blocks of one head; llama3's group of 4 at head size 128 (4 keys per step) over
+/// 2 blocks of 2 heads and 4 of 1; a group of 3 on 64-lane warps (16 keys per step) over 3.
+fn head_block_cases() -> Vec<(Case, u32, u32)> {
+    vec![
+        (
+            Case {
+                growing: true,
+                ..case("gfx1030", 14, 2, 64, 320, 31, 2)
+            },
+            7,
+            4,
+        ),
+        (case("sm_90", 8, 2, 128, 64, 31, 2), 2, 8),
+        (case("sm_90", 8, 2, 128, 64, 31, 2), 4, 8),
+        (case("gfx90a", 6, 2, 64, 64, 31, 2), 3, 2),
+    ]
+}
+
+/// Decode launches with `head_blocks` over the cases above, with 2 warps in 1 split and in 16
+/// under the case's `split_steps` (a token in one split, one in all), each with `kv_ahead` 0 and
+/// 2. Each `head_blocks` is one the tuner tries. (The default's knobs, a block per head, run in
+/// `per_token_decode_in_one_split_or_all_matches_the_cpu`.)
+#[test]
+fn per_token_decode_with_head_blocks_matches_the_cpu() {
+    let mut cases = Vec::new();
+    let mut knobs = Vec::new();
+    for (c, head_blocks, split_steps) in head_block_cases() {
+        let mut ours = Vec::new();
+        for kv_ahead in [0, 2] {
+            for (kv_splits, split_steps) in [(1, 0), (16, split_steps)] {
+                ours.push(
+                    AttentionKnobs::per_token(2, kv_splits)
+                        .with_kv_ahead(kv_ahead)
+                        .with_split_steps(split_steps)
+                        .with_head_blocks(head_blocks),
+                );
+            }
+        }
+        cases.push(c);
+        knobs.push(ours);
+    }
+
+    // What the cases are for: every group over as many blocks as heads, a group of 4 over 2,
+    // each in one split and on both sides of `split_steps` in 16, each depth of loads ahead;
+    // every `head_blocks` one the tuner tries.
+    let group = |c: &Case| (c.n_head / c.n_kv_head) as u32;
+    let both_sides = |c: &Case, k: &AttentionKnobs| {
+        let a = active_splits(c, k);
+        a.iter().any(|&(_, n)| n == 1) && a.iter().any(|&(_, n)| n == 16)
+    };
+    let ran_with = |f: &dyn Fn(&Case, &AttentionKnobs) -> bool| {
+        cases
+            .iter()
+            .zip(&knobs)
+            .any(|(c, ks)| ks.iter().any(|k| f(c, k)))
+    };
+    for (g, head_blocks) in [(7, 7), (4, 4), (4, 2), (3, 3)] {
+        for kv_ahead in [0, 2] {
+            let ours = |c: &Case, k: &AttentionKnobs| {
+                (group(c), k.head_blocks, k.kv_ahead) == (g, head_blocks, kv_ahead)
+            };
+            assert!(
+                ran_with(&|c, k| ours(c, k) && k.kv_splits == 1),
+                "group {g} over {head_blocks} blocks: no launch in one split, kv_ahead {kv_ahead}"
+            );
+            assert!(
+                ran_with(&|c, k| ours(c, k) && both_sides(c, k)),
+                "group {g} over {head_blocks} blocks: no launch on both sides of split_steps, \
+                 kv_ahead {kv_ahead}"
+            );
+        }
+    }
+    for (c, ks) in cases.iter().zip(&knobs) {
+        let ctx = AttentionContext::new(
+            &Target::parse(c.target).unwrap(),
+            AttentionPhase::Decode,
+            c.shape(),
+            4,
+        );
+        let tried = ctx.candidates();
+        for k in ks {
+            assert!(
+                k.head_blocks > 1 && tried.iter().any(|t| t.head_blocks == k.head_blocks),
+                "{k:?}: not a head_blocks the tuner tries"
+            );
+        }
+    }
+    let n_launches: usize = knobs.iter().map(Vec::len).sum();
+    let ran = check(
+        "attn-decode-head-blocks",
+        &cases,
+        AttentionPhase::Decode,
+        |i, _| knobs[i].clone(),
+    );
+    assert!(ran.is_empty() || ran.len() == n_launches, "{ran:?}");
+    assert!(
+        ran.iter().all(|k| k.contains("\"head_blocks\":")),
+        "{ran:?}"
+    );
 }
 
 /// The per-token prefill kernel (the one of targets without matrix tiles) with 2 warps and each

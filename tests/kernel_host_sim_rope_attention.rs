@@ -26,6 +26,15 @@
 //! the keys run out). Single tokens at exactly that many keys and one key past them, launches
 //! whose tokens fall on both sides, the default's knobs on both sides; the blocks running last
 //! to first, a merge by a split's index rather than by the ticket would fail.
+//!
+//! A fourth set shares the group's query heads out over `head_blocks` blocks per (token, KV head,
+//! split), each rotating and attending for GROUP / head_blocks of them (its own partial results
+//! and arrival ticket), all of them rotating this launch's rows into their own shared copies and
+//! only the block of the group's first heads storing the token's row: groups of 7 over 7 blocks,
+//! of 4 over 2 and 4, of 3 over 3, each in 1 split and in 16 under `split_steps` with a launch's
+//! tokens on both sides, `kv_ahead` 0 and 2; the unfused attention after rope_store with the same
+//! `head_blocks`. A KV head's row that no block stored stays NaN and fails (the launch's rows
+//! must be finite, equal rope_store's and the CPU's), as does one stored in another row.
 
 mod host_cxx;
 mod host_sim;
@@ -73,6 +82,7 @@ struct Case {
     kv_splits: u32,
     kv_ahead: u32,
     split_steps: u32,
+    head_blocks: u32,
 }
 
 const QWEN: Case = Case {
@@ -89,6 +99,7 @@ const QWEN: Case = Case {
     kv_splits: 16,
     kv_ahead: 1,
     split_steps: 0,
+    head_blocks: 0,
 };
 
 const LLAMA3: Case = Case {
@@ -244,8 +255,12 @@ fn split_cases() -> Vec<Case> {
     vec![
         // 16 keys, one split of up to 4 steps: 4 steps per warp, the block writes the output.
         head_96(15),
-        // 17 keys: all 16 splits of 2, the own row alone in split 8, 9 to 15 empty.
-        head_96(16),
+        // 17 keys: all 16 splits of 2, the own row alone in split 8, 9 to 15 empty; 2 steps
+        // ahead.
+        Case {
+            kv_ahead: 2,
+            ..head_96(16)
+        },
         // Tokens of 15 to 18 keys, splits of up to one step: 1, 1, 16 and 16 splits (17 and 18
         // keys in splits of 2, 9 to 15 empty); token 3's new rows in splits 7 and 8.
         Case {
@@ -265,19 +280,86 @@ fn split_cases() -> Vec<Case> {
             kv_ahead: 4,
             ..LLAMA3
         },
-        // The default's knobs (8 warps, 2 steps ahead, up to 4 steps in one split) on head size
-        // 96: tokens of 64 keys in one split and 65 in 16 splits of 5 (both new rows in split
-        // 12, 13 to 15 empty).
+        // The default's knobs (8 warps, one step ahead at head size 96, up to 8 steps in one
+        // split, a block per query head) on head size 96: tokens of 128 keys in one split and
+        // 129 in 16 splits of 9 (both new rows in split 14, 15 empty).
         Case {
             target: "sm_90",
-            pos0: 63,
+            pos0: 127,
             n_tokens: 2,
             warps: 8,
-            split_steps: 4,
-            kv_ahead: 2,
+            split_steps: 8,
+            kv_ahead: 1,
+            head_blocks: 4,
             ..HEAD_96
         },
     ]
+}
+
+/// A group of 3: 6/2 heads of 64, normal pairs, on 64-lane warps (16 keys per step of 2 warps).
+const GROUP_3: Case = Case {
+    target: "gfx90a",
+    n_head: 6,
+    n_kv_head: 2,
+    head_dim: 64,
+    style: RotaryPairs::Normal,
+    base: 10_000.0,
+    ..QWEN
+};
+
+/// Launches whose group's heads are shared out over `head_blocks` blocks, each with 2 warps in 1
+/// split and in 16 under `split_steps`, each with `kv_ahead` 0 and 2. Each launch holds tokens of
+/// 16 and 17 keys and its `split_steps` lets one split serve 16: the first runs in one split
+/// (the block writes the output and stores the row itself), the second in all 16 of 2 keys (9 to
+/// 15 empty; its new rows in splits 7 and 8, the first's row read by blocks that do not store
+/// it). qwen's group of 7 (neox pairs, 32-lane warps: 8 keys per step) over 7 blocks of one
+/// head; head size 96's group of 4 (4 keys per step, lanes past the head idle) over 2 blocks of
+/// 2 heads and 4 of 1; a group of 3 (normal pairs, 64-lane warps: 16 keys per step) over 3.
+fn head_block_cases() -> Vec<Case> {
+    let shared = |c: Case, head_blocks, split_steps| Case {
+        pos0: 15,
+        n_tokens: 2,
+        head_blocks,
+        split_steps,
+        ..c
+    };
+    let shapes = [
+        shared(QWEN, 7, 2),
+        shared(
+            Case {
+                target: "sm_90",
+                ..HEAD_96
+            },
+            2,
+            4,
+        ),
+        shared(
+            Case {
+                target: "sm_90",
+                ..HEAD_96
+            },
+            4,
+            4,
+        ),
+        shared(GROUP_3, 3, 1),
+    ];
+    let mut cases = Vec::new();
+    for c in shapes {
+        for kv_ahead in [0, 2] {
+            cases.push(Case {
+                kv_splits: 1,
+                split_steps: 0,
+                kv_ahead,
+                ..c
+            });
+            cases.push(Case {
+                kv_splits: 16,
+                kv_ahead,
+                ..c
+            });
+        }
+    }
+    cases
 }
 
 impl Case {
@@ -337,16 +419,18 @@ impl Case {
         };
         let knobs = knobs
             .with_kv_ahead(self.kv_ahead)
-            .with_split_steps(self.split_steps);
+            .with_split_steps(self.split_steps)
+            .with_head_blocks(self.head_blocks);
         // Not necessarily a candidate (the tuner crosses the depths and split sizes with the
         // default's geometry only, and 2 warps keep the host's threads few), but a geometry, a
-        // depth and a split size that the tuner tries.
+        // depth, a split size and a share of the heads that the tuner tries.
         let candidates = ctx.candidates();
         let tried = |f: &dyn Fn(&AttentionKnobs) -> bool| candidates.iter().any(f);
         assert!(
             tried(&|k| (k.warps, k.kv_splits, k.fused_rope) == (self.warps, self.kv_splits, fused))
                 && tried(&|k| k.kv_ahead == self.kv_ahead)
-                && tried(&|k| k.split_steps == self.split_steps),
+                && tried(&|k| k.split_steps == self.split_steps)
+                && tried(&|k| k.head_blocks == self.head_blocks),
             "{self:?}: {knobs:?}"
         );
         spec(kind, ctx.with_knobs(&knobs), renderer)
@@ -457,6 +541,11 @@ fn cache_error(case: &Case, got: &[u8], want: &[f16]) -> f32 {
     let from = 2 * case.pos0 * case.kv_width();
     let to = 2 * (case.pos0 + case.n_tokens) * case.kv_width();
     assert_eq!(got[..from], half_bytes(&want[..from / 2]), "{case:?}");
+    // Every KV head's row of every token stored (an unstored one stays NaN).
+    assert!(
+        bytes_half(&got[from..to]).iter().all(|h| h.is_finite()),
+        "{case:?}: rows of the launch left unstored"
+    );
     assert!(
         bytes_half(&got[to..]).iter().all(|h| h.is_nan()),
         "{case:?}: rows past the launch's were written"
@@ -692,9 +781,11 @@ fn decode_attention_in_one_split_or_all_matches_the_cpu() {
         "no launch whose tokens take one split and all"
     );
     let default = |c: &Case| {
-        let k = c.context().knobs();
-        let ours = (c.warps, c.kv_splits, c.kv_ahead, c.split_steps);
-        k.fused_rope && (k.warps, k.kv_splits, k.kv_ahead, k.split_steps) == ours
+        let ours = AttentionKnobs::fused_rope(c.warps, c.kv_splits)
+            .with_kv_ahead(c.kv_ahead)
+            .with_split_steps(c.split_steps)
+            .with_head_blocks(c.head_blocks);
+        c.context().knobs() == ours
     };
     assert!(
         cases
@@ -719,4 +810,27 @@ fn decode_attention_in_one_split_or_all_matches_the_cpu() {
         );
     }
     check("rope_attention_splits", &cases);
+}
+
+#[test]
+fn decode_attention_with_head_blocks_matches_the_cpu() {
+    let cases = head_block_cases();
+    // Every group over as many blocks as heads and a group of 4 over 2, each in one split and in
+    // 16 with its tokens on both sides of `split_steps`, for each depth of loads ahead.
+    let group = |c: &Case| (c.n_head / c.n_kv_head) as u32;
+    for (g, head_blocks) in [(7, 7), (4, 4), (4, 2), (3, 3)] {
+        for kv_ahead in [0, 2] {
+            let ours = cases
+                .iter()
+                .filter(|c| (group(c), c.head_blocks, c.kv_ahead) == (g, head_blocks, kv_ahead));
+            let active: Vec<Vec<usize>> = ours.map(|c| geometry(c).active).collect();
+            assert!(
+                active.iter().any(|a| a.iter().all(|&n| n == 1))
+                    && active.iter().any(|a| a.contains(&1) && a.contains(&16)),
+                "group {g} over {head_blocks} blocks, kv_ahead {kv_ahead}: no launch in one split \
+                 or on both sides of split_steps"
+            );
+        }
+    }
+    check("rope_attention_head_blocks", &cases);
 }

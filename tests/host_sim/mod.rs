@@ -302,10 +302,14 @@ pub fn i32_bytes(v: &[i32]) -> Vec<u8> {
 pub fn max_rel_err(got: &[f32], want: &[f32]) -> f32 {
     assert_eq!(got.len(), want.len());
     let scale = want.iter().fold(1f32, |m, v| m.max(v.abs()));
+    // f32::max drops NaN: a NaN output counts as an infinite error instead.
     got.iter()
         .zip(want)
         .map(|(g, w)| (g - w).abs() / scale)
-        .fold(0.0, f32::max)
+        .fold(
+            0.0,
+            |m, e| if e.is_nan() { f32::INFINITY } else { m.max(e) },
+        )
 }
 
 /// x as q8_1 blocks of 32, by ggml's quantize_row_q8_1 rule: q = round(v / d) half away from

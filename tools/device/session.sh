@@ -14,6 +14,7 @@
 #        benched beside llama.cpp, the GPU model tests, time to first token.
 #   s8e  (fresh, .devbin/rocmforge, .devcarry/llamacpp-src.tar.xz): llama3-8b Q8_0 tuned and
 #        benched beside llama.cpp built in the same call.
+#   s8f  (right after s8e): the same with a tuning budget that reaches every kernel.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 W=/tmp/rf
@@ -218,7 +219,15 @@ s8e)
     bench l8b-Q8_0
     log "s8e done"
     ;;
-*) echo "usage: $0 s8a|s8b|s8c|s8d|s8e"; exit 2 ;;
+s8f)
+    # Right after s8e (nothing to carry): llama3-8b Q8_0 tuned with a budget that reaches every
+    # kernel (s8e's 40 s ran out at the down projection), benched beside s8e's llama.cpp build.
+    tune l8b-Q8_0 60 --only matmul_gemv --only attention --decode-pos 64
+    table_header "llama3-8b Q8_0 after the full tune"
+    bench l8b-Q8_0
+    log "s8f done"
+    ;;
+*) echo "usage: $0 s8a|s8b|s8c|s8d|s8e|s8f"; exit 2 ;;
 esac
 cp "$S" "$OUT/summary.md" 2>/dev/null
 tar czf "$OUT/logs.tgz" -C "$W" logs gpucheck 2>/dev/null
