@@ -283,9 +283,10 @@ impl AttentionContext {
     }
 
     /// Key steps a decode block loads ahead by default, with one block per query head: two for
-    /// head size 64, one above (an H200 at position 512 with every split taking part: llama3-8b,
-    /// head size 128, 6.79 us per call with one step ahead against 9.22 with two; qwen2.5-0.5b,
-    /// head size 64, 4.52 against 4.18, but at 64 2.21 against 2.40).
+    /// head size 64, one above. On an H200, llama3-8b (head size 128) with one step ahead took
+    /// 6.79 us per call at position 512 against 9.22 with two, and 3.54 at 64; qwen2.5-0.5b
+    /// (head size 64) with two took 2.21 at 64 (tg128's range) against 2.40 with one, and 4.52
+    /// at 512 against 4.18.
     fn default_kv_ahead(&self) -> u32 {
         if self.head_dim <= 64 {
             2
