@@ -121,7 +121,7 @@ impl GemvContext {
     /// gate/up 8 warps of two rows, one chunk at a time (45.76 against 49.10 us), its LM head 8
     /// warps (163.2 against 172.4), its q/k/v and output the first chunk round prefetched into L2
     /// (12.43 against 12.90, 7.80 against 8.71); qwen2.5-0.5b's down projection 16 warps (5.21
-    /// against 6.14; with one warp per row of 8 dependent launches lost to plain ones) and its
+    /// against 6.14; with 8 warps, dependent launches lost to plain ones there) and its
     /// LM head 4 warps of four rows (53.7 against 56.1).
     fn q8_0_knobs(&self, knobs: GemvKnobs, big: bool, wide: bool, pair: bool) -> GemvKnobs {
         let norm = self.norm_eps.is_some();
