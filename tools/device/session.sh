@@ -107,8 +107,13 @@ table_header() { # title
     echo -e "\n## $1\n| model | rocmforge pp512 | llama.cpp pp512 | ratio | rocmforge tg128 | llama.cpp tg128 | ratio | roofline share |\n|---|---|---|---|---|---|---|---|" >> "$S"
 }
 
+wait_for() { # marker log: until the log (under $W/logs) holds the marker, at most 400 s
+    for _ in $(seq 200); do grep -q "$1" "$W/logs/$2" 2>/dev/null && return; sleep 2; done
+}
+
 wait_for_peer() { # the llama.cpp build and the 8B files
-    for _ in $(seq 200); do grep -q BUILD_EXIT "$W/logs/llama-build.log" && grep -q SYNTH_DONE "$W/logs/synth8b.log" && break; sleep 2; done
+    wait_for BUILD_EXIT llama-build.log
+    wait_for SYNTH_DONE synth8b.log
 }
 
 case ${1:-} in
@@ -131,8 +136,7 @@ s8a)
     rf_bench qwen05-Q8_0 def
     tune qwen05-Q8_0 50 --only matmul_gemv --only attention --decode-pos 64
     rf_bench qwen05-Q8_0 tuned
-    wait_for_synth() { for _ in $(seq 150); do grep -q SYNTH_DONE "$W/logs/synth8b.log" && break; sleep 2; done; }
-    wait_for_synth
+    wait_for SYNTH_DONE synth8b.log
     log "ncu detail l8b-Q8_0"
     timeout 120 ncu --clock-control none --cache-control none -k regex:gemv --launch-skip 140 --launch-count 8 \
         --section SpeedOfLight --section MemoryWorkloadAnalysis --section Occupancy --section LaunchStats \
@@ -214,7 +218,7 @@ s8e)
     start_llama_build
     synth l8b-Q8_0 llama3-8b Q8_0
     tune l8b-Q8_0 40 --only matmul_gemv --only attention --decode-pos 64
-    for _ in $(seq 200); do grep -q BUILD_EXIT "$W/logs/llama-build.log" && break; sleep 2; done
+    wait_for BUILD_EXIT llama-build.log
     table_header "llama3-8b Q8_0 after tune"
     bench l8b-Q8_0
     log "s8e done"

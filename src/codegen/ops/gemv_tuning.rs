@@ -12,6 +12,16 @@ const GEMV_WIDE_ROWS: usize = 65536;
 const GEMV_BIG_ROWS: usize = 4096;
 const GEMV_BIG_K: usize = 4096;
 
+/// What the default knobs depend on besides formats: big (bandwidth-bound), wide (an LM head),
+/// a norm before it, gate and up in one pass.
+#[derive(Clone, Copy)]
+struct GemvShape {
+    big: bool,
+    wide: bool,
+    norm: bool,
+    pair: bool,
+}
+
 impl GemvContext {
     /// Eight warps per block, one row per warp: `rocmforge tune` on an H200 chose this for 7 of
     /// the 8 non-LM-head GEMVs of qwen2.5-0.5b and llama3-8b Q4_0 (1.08-1.94x over the previous
@@ -39,14 +49,22 @@ impl GemvContext {
     /// prefetch the next one into L2 instead; what tuning chose on llama3-8b Q4_K_M (session 7):
     /// four chunks per round and four row groups for gate/up (Q4_K, 30.67 against 41.41 us) and
     /// the LM head (Q6_K, 172.6 against 186.9), two chunks per round for the down projections
-    /// (Q4_K 16.86 against 18.32, Q6_K 26.05 against 27.19). Q8_0 adjusts some (`q8_0_knobs`);
-    /// every AMD target gets these geometries untimed. A block holds at most 1024 threads: 16 warps on 64-lane
-    /// targets.
+    /// (Q4_K 16.86 against 18.32, Q6_K 26.05 against 27.19). Q4_0 and Q8_0 adjust some
+    /// (`format_knobs`); every AMD target gets these geometries untimed. A block holds at most
+    /// 1024 threads: 16 warps on 64-lane targets.
     pub(super) fn default_knobs(&self) -> GemvKnobs {
-        let big = self.k >= GEMV_BIG_K && self.blocks(1) >= GEMV_BIG_ROWS;
-        let wide = self.blocks(1) >= GEMV_WIDE_ROWS;
-        let norm = self.norm_eps.is_some();
-        let pair = self.epilogue == GemvEpilogue::SiluMul;
+        let shape = GemvShape {
+            big: self.k >= GEMV_BIG_K && self.blocks(1) >= GEMV_BIG_ROWS,
+            wide: self.blocks(1) >= GEMV_WIDE_ROWS,
+            norm: self.norm_eps.is_some(),
+            pair: self.epilogue == GemvEpilogue::SiluMul,
+        };
+        let GemvShape {
+            big,
+            wide,
+            norm,
+            pair,
+        } = shape;
         let max_warps = (1024 / self.target.warp_size.max(1)) as usize;
         let rows_per_block = match (big, wide || norm) {
             (false, _) => 8,
@@ -54,20 +72,10 @@ impl GemvContext {
             (true, false) => 32.min(max_warps),
         };
         let rows_per_warp = if wide { 2 } else { 1 };
-        // A small model's Q4_0 down projection (rows longer than a big GEMV's, too few to fill
-        // the GPU): two warps per row, four chunks per round, the tuner's choice on qwen2.5-0.5b
-        // in sessions 6 and 7 (4.69-4.79 against 5.81 us). With the others' one warp per row it
-        // made dependent launches lose to plain (H200, session 7: 1600.5 against 1741.9 tok/s
-        // tg128; with it 1895.1 against 1700.2).
-        let long_q4_0 = !big
-            && !norm
-            && self.k > GEMV_BIG_K
-            && self.segments.iter().all(|s| s.format == GgmlType::Q4_0);
         // (warps per row, chunks per round, row groups per block). Big GEMVs: the
         // software-pipelined rounds of split dots (Q4_0, Q8_0), or the K-quants' rounds that
         // prefetch the next one into L2.
         let (split_k, unroll, row_groups) = match (big, self.raw_chunks()) {
-            (false, _) if long_q4_0 => (2, 4, 1),
             (false, _) => (1, 1, 1),
             (true, true) if wide || pair => (1, 2, 2),
             (true, true) if self.k >= 2 * GEMV_BIG_K => (1, 2, 1),
@@ -92,63 +100,83 @@ impl GemvContext {
             preload: false,
             lane_group: 0,
         };
-        let knobs = if self.segments.iter().all(|s| s.format == GgmlType::Q8_0) {
-            self.q8_0_knobs(knobs, big, wide, pair)
-        } else {
-            knobs
-        };
+        let knobs = self.format_knobs(knobs, shape);
         let x_int8 = self.with_knobs(&knobs).validate().is_ok();
-        let knobs = GemvKnobs { x_int8, ..knobs };
-        // A small model's Q4_0 LM head: lane groups of four blocks, no prefetch. Tuning chose
-        // it on qwen2.5-0.5b's (151936 x 896) in sessions 5 and 6: 48.4 -> 39.3 and 52.7 ->
-        // 39.0 us. Other formats' heads were not measured with it (Q8_0's kept whole rows).
-        let lanes = GemvKnobs {
-            lane_group: 4,
-            prefetch: 0,
-            ..knobs.clone()
-        };
-        let q4_0 = self.segments.iter().all(|s| s.format == GgmlType::Q4_0);
-        if wide && !big && q4_0 && self.with_knobs(&lanes).validate().is_ok() {
-            lanes
-        } else {
-            knobs
-        }
+        GemvKnobs { x_int8, ..knobs }
     }
 
-    /// Q8_0's adjustments to the defaults above (measured on Q4_0 and K-quants): its 34-byte
-    /// blocks carry twice Q4_0's bytes per chunk. What `rocmforge tune` chose on an H200 (per
-    /// call, position 64, session 8; qwen2.5-0.5b's at 512 in session 7 too): llama3-8b's
-    /// gate/up 8 warps of two rows, one chunk at a time (45.76 against 49.10 us), its LM head 8
-    /// warps (163.2 against 172.4), its q/k/v and output the first chunk round prefetched into L2
-    /// (12.43 against 12.90, 7.80 against 8.71); qwen2.5-0.5b's down projection 16 warps (5.21
-    /// against 6.14; with 8 warps, dependent launches lost to plain ones there) and its
-    /// LM head 4 warps of four rows (53.7 against 56.1).
-    fn q8_0_knobs(&self, knobs: GemvKnobs, big: bool, wide: bool, pair: bool) -> GemvKnobs {
-        let norm = self.norm_eps.is_some();
-        match (big, wide, pair) {
-            (true, _, true) => GemvKnobs {
-                rows_per_block: 8,
-                rows_per_warp: 2,
-                unroll: 1,
-                row_groups: 1,
+    /// The measured exceptions of one weight format to the defaults above, where
+    /// `rocmforge tune` on an H200 chose otherwise.
+    ///
+    /// Q4_0, qwen2.5-0.5b: the down projection (rows longer than a big GEMV's, too few to fill
+    /// the GPU) two warps per row, four chunks per round (sessions 6 and 7: 4.69-4.79 against
+    /// 5.81 us; with one warp per row dependent launches lost to plain, 1600.5 against 1741.9
+    /// tok/s tg128, with it 1895.1 against 1700.2); the LM head (151936 x 896) lane groups of
+    /// four blocks, no prefetch (sessions 5 and 6: 48.4 -> 39.3 and 52.7 -> 39.0 us).
+    ///
+    /// Q8_0, whose 34-byte blocks carry twice Q4_0's bytes per chunk (per call, position 64,
+    /// session 8; qwen2.5-0.5b's at 512 in session 7 too): llama3-8b's gate/up 8 warps of two
+    /// rows, one chunk at a time (45.76 against 49.10 us), its LM head 8 warps (163.2 against
+    /// 172.4), its q/k/v and output the first chunk round prefetched into L2 (12.43 against
+    /// 12.90, 7.80 against 8.71); qwen2.5-0.5b's down projection 16 warps (5.21 against 6.14;
+    /// with 8 warps dependent launches lost to plain ones there) and its LM head 4 warps of four
+    /// rows (53.7 against 56.1). Other formats' shapes were not measured against these.
+    fn format_knobs(&self, knobs: GemvKnobs, shape: GemvShape) -> GemvKnobs {
+        let GemvShape {
+            big,
+            wide,
+            norm,
+            pair,
+        } = shape;
+        let long_rows = !big && !norm && self.k > GEMV_BIG_K;
+        let format = self.segments[0].format;
+        if self.segments.iter().any(|s| s.format != format) {
+            return knobs;
+        }
+        match format {
+            GgmlType::Q4_0 if long_rows => GemvKnobs {
+                split_k: 2,
+                unroll: 4,
                 ..knobs
             },
-            (true, true, false) => GemvKnobs {
-                rows_per_block: 8,
-                ..knobs
-            },
-            (true, false, false) if self.k <= GEMV_BIG_K => GemvKnobs {
-                prefetch: self.prefetch_rounds(1),
-                ..knobs
-            },
-            (false, true, _) => GemvKnobs {
-                rows_per_block: 4,
-                rows_per_warp: 4,
-                ..knobs
-            },
-            (false, false, false) if !norm && self.k > GEMV_BIG_K => GemvKnobs {
-                rows_per_block: 16,
-                ..knobs
+            GgmlType::Q4_0 if wide && !big => {
+                let lanes = GemvKnobs {
+                    lane_group: 4,
+                    prefetch: 0,
+                    ..knobs.clone()
+                };
+                if self.with_knobs(&lanes).validate().is_ok() {
+                    lanes
+                } else {
+                    knobs
+                }
+            }
+            GgmlType::Q8_0 => match (big, wide, pair) {
+                (true, _, true) => GemvKnobs {
+                    rows_per_block: 8,
+                    rows_per_warp: 2,
+                    unroll: 1,
+                    row_groups: 1,
+                    ..knobs
+                },
+                (true, true, false) => GemvKnobs {
+                    rows_per_block: 8,
+                    ..knobs
+                },
+                (true, false, false) if self.k <= GEMV_BIG_K => GemvKnobs {
+                    prefetch: self.prefetch_rounds(1),
+                    ..knobs
+                },
+                (false, true, _) => GemvKnobs {
+                    rows_per_block: 4,
+                    rows_per_warp: 4,
+                    ..knobs
+                },
+                (false, false, false) if long_rows => GemvKnobs {
+                    rows_per_block: 16,
+                    ..knobs
+                },
+                _ => knobs,
             },
             _ => knobs,
         }
