@@ -122,13 +122,8 @@ impl GemvContext {
     /// with 8 warps dependent launches lost to plain ones there) and its LM head 4 warps of four
     /// rows (53.7 against 56.1). Other formats' shapes were not measured against these.
     fn format_knobs(&self, knobs: GemvKnobs, shape: GemvShape) -> GemvKnobs {
-        let GemvShape {
-            big,
-            wide,
-            norm,
-            pair,
-        } = shape;
-        let long_rows = !big && !norm && self.k > GEMV_BIG_K;
+        let (big, wide) = (shape.big, shape.wide);
+        let long_rows = !big && !shape.norm && self.k > GEMV_BIG_K;
         let format = self.segments[0].format;
         if self.segments.iter().any(|s| s.format != format) {
             return knobs;
@@ -151,7 +146,7 @@ impl GemvContext {
                     knobs
                 }
             }
-            GgmlType::Q8_0 => match (big, wide, pair) {
+            GgmlType::Q8_0 => match (big, wide, shape.pair) {
                 (true, _, true) => GemvKnobs {
                     rows_per_block: 8,
                     rows_per_warp: 2,
